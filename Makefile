@@ -1,0 +1,27 @@
+# dcgan-lab: `make sweep` runs the main job, `make test` the test suite; both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: sweep test bench install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+sweep: $(STAMP)
+	$(BIN)/dcgan-lab train --preset quick
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+bench: $(STAMP)
+	$(BIN)/dcgan-lab bench
+
+clean:
+	rm -rf $(VENV) mlflow.db mlartifacts ray_results

@@ -1,0 +1,1 @@
+"""dcgan-lab orchestration: configs, sweeps, tracking, reports and the command line."""

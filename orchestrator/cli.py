@@ -1,0 +1,43 @@
+"""The ``dcgan-lab`` command: one subcommand per user verb, each defined in its own module."""
+import argparse
+import importlib
+import sys
+
+from orchestrator.errors import UserError
+
+# Modules that each define ``add_subparser(subparsers)``; order is the help's order.
+COMMAND_MODULES = [
+    "orchestrator.train",       # train, sample
+    "orchestrator.data_cmd",    # data preview
+    # "orchestrator.bench",       # bench
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # argparse's own errors: one line, exit code 2, like every other bad input.
+        raise UserError(message)
+
+
+def build_parser():
+    parser = _Parser(prog="dcgan-lab", description="Reproduce and measure the DCGAN paper's claims.")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_subparser(subparsers)
+    return parser
+
+
+def main(argv=None):
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args) or 0
+    except UserError as err:
+        print(f"dcgan-lab: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dcgan-lab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""One typed config: the paper's values are the defaults, presets are YAML, ``--set k=v`` overrides.
+
+Every setting has one home here, with its default and a one-line comment. The same names are
+used in presets, on the command line, in search spaces, as MLflow params and in table headers.
+"""
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Optional, get_args, get_origin
+
+import yaml
+
+from orchestrator.errors import UserError, bad_value
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+BN_PLACEMENTS = ("paper", "all", "none", "g_only", "d_only")
+IMAGE_SIZES = (32, 64, 128)
+
+
+def _opt(default, help_, **checks):
+    return field(default=default, metadata=dict(help=help_, **checks))
+
+
+@dataclass
+class Config:
+    # Data.
+    dataset: str = _opt("synthetic-faces", "data set name from the registry (dcgan-lab data preview lists them)")
+    data_root: str = _opt("./data", "where real data sets live on disk")
+    download: bool = _opt(False, "let torchvision download the data set (needs internet)")
+    dataset_size: int = _opt(60000, "images in a synthetic data set", min=1)
+    data_seed: int = _opt(0, "seed of the synthetic data set itself (not of training)", min=0)
+    image_size: int = _opt(64, "image side in pixels; the layer count follows", choices=IMAGE_SIZES)
+    nc: int = _opt(3, "image channels", choices=(1, 3))
+    # Model (paper section 3).
+    nz: int = _opt(100, "latent dimension", min=1)
+    z_dist: str = _opt("normal", "latent prior: normal N(0,1) or uniform U(-1,1) (the paper's code)",
+                       choices=("normal", "uniform"))
+    ngf: int = _opt(64, "generator width (channels of its last hidden layer)", min=1)
+    ndf: int = _opt(64, "discriminator width (channels of its first layer)", min=1)
+    bn_placement: str = _opt("paper", "where BatchNorm goes", choices=BN_PLACEMENTS)
+    # Optimisation (paper section 4).
+    lr: float = _opt(2e-4, "Adam learning rate for both nets", gt=0)
+    lr_g: Optional[float] = _opt(None, "generator learning rate (null: lr)", gt=0)
+    lr_d: Optional[float] = _opt(None, "discriminator learning rate (null: lr)", gt=0)
+    beta1: float = _opt(0.5, "Adam beta1 (momentum); the paper lowered it from 0.9", min=0, lt=1)
+    beta2: float = _opt(0.999, "Adam beta2", min=0, lt=1)
+    batch_size: int = _opt(128, "global batch size, split evenly across workers", min=1)
+    epochs: int = _opt(5, "passes over the data set (0: no limit, use max_steps)", min=0)
+    max_steps: int = _opt(0, "stop after this many steps (0: no limit, use epochs)", min=0)
+    seed: int = _opt(0, "training seed: weights, noise and data order", min=0)
+    # Logging, samples, checkpoints.
+    log_every: int = _opt(10, "steps between logged losses", min=1)
+    sample_every: int = _opt(200, "steps between fixed-noise sample grids", min=1)
+    checkpoint_every: int = _opt(500, "steps between checkpoints", min=1)
+    n_samples: int = _opt(64, "images in the fixed-noise grid", min=1)
+    # Distribution (Ray Train).
+    num_workers: int = _opt(1, "Ray Train workers (DDP ranks)", min=1)
+    cpus_per_worker: int = _opt(2, "CPUs per worker; torch threads follow it", min=1)
+    use_gpu: bool = _opt(False, "one GPU per worker, nccl backend")
+    max_failures: int = _opt(3, "worker failures survived by resuming from the last checkpoint", min=0)
+    storage_path: str = _opt("./ray_results", "Ray Train storage: a local folder, a shared path or s3://")
+    loader_workers: int = _opt(0, "DataLoader worker processes per Ray worker", min=0)
+    # Tracking.
+    mlflow_uri: str = _opt("", "MLflow tracking URI (empty: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    experiment: str = _opt("dcgan-lab", "MLflow experiment name")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @property
+    def lr_g_value(self):
+        return self.lr if self.lr_g is None else self.lr_g
+
+    @property
+    def lr_d_value(self):
+        return self.lr if self.lr_d is None else self.lr_d
+
+
+FIELDS = {f.name: f for f in fields(Config)}
+
+
+def preset_names():
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(name):
+    """The preset's overrides as a dict, checked against the config's keys."""
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise bad_value("preset", name, f"one of {', '.join(preset_names())}")
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    return data.get("train", data) if isinstance(data, dict) else {}
+
+
+def parse_overrides(pairs):
+    """``["lr=1e-3", "bn_placement=all"]`` -> dict, values parsed as YAML scalars."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--set {pair!r} is not allowed: use --set key=value")
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+def coerce(key, value):
+    """Check one value against the key's type and bounds; return it in the key's type."""
+    if key not in FIELDS:
+        raise bad_value(key.split("=")[0], value, f"unknown key; known keys: {', '.join(FIELDS)}")
+    f = FIELDS[key]
+    kind, optional = _field_type(f)
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("null", "none")):
+        if optional:
+            return None
+        raise bad_value(key, value, f"a {kind.__name__} is required")
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise bad_value(key, value, "true or false")
+    elif kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad_value(key, value, "an integer")
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad_value(key, value, "a number")
+        value = float(value)
+        if not math.isfinite(value):
+            raise bad_value(key, value, "a finite number")
+    elif kind is str:
+        if not isinstance(value, str):
+            value = str(value)
+    _check_bounds(key, value, f.metadata)
+    return value
+
+
+def _field_type(f):
+    if get_origin(f.type) is not None:  # Optional[X]
+        return next(a for a in get_args(f.type) if a is not type(None)), True
+    return f.type, False
+
+
+def _check_bounds(key, value, meta):
+    if "choices" in meta and value not in meta["choices"]:
+        raise bad_value(key, value, f"one of {', '.join(map(str, meta['choices']))}")
+    if "min" in meta and value < meta["min"]:
+        raise bad_value(key, value, f">= {meta['min']}")
+    if "gt" in meta and value <= meta["gt"]:
+        raise bad_value(key, value, f"> {meta['gt']}")
+    if "lt" in meta and value >= meta["lt"]:
+        raise bad_value(key, value, f"< {meta['lt']}")
+
+
+def resolve_config(preset=None, overrides=None):
+    """Defaults <- preset <- overrides, every value checked; cross-key rules last."""
+    values = {}
+    if preset:
+        values.update(load_preset(preset))
+    values.update(overrides or {})
+    cfg = Config(**{k: coerce(k, v) for k, v in values.items()})
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(d):
+    """Rebuild a config saved with a run or checkpoint (unknown keys are an error)."""
+    cfg = Config(**{k: coerce(k, v) for k, v in d.items()})
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg):
+    if cfg.batch_size % cfg.num_workers:
+        raise bad_value("batch_size", cfg.batch_size,
+                        f"a multiple of num_workers={cfg.num_workers} (the global batch is split evenly)")
+    if cfg.epochs == 0 and cfg.max_steps == 0:
+        raise bad_value("max_steps", 0, "> 0 when epochs=0 (otherwise training never stops)")
+    from trainables.data import get_entry
+
+    entry = get_entry(cfg.dataset)  # raises with the list of names
+    if not entry.synthetic and not cfg.download:
+        root = Path(cfg.data_root)
+        if not root.is_dir() or not any(root.iterdir()):
+            raise bad_value("data_root", cfg.data_root,
+                            f"an existing, non-empty folder holding {cfg.dataset} "
+                            "(or --set download=true on a machine with internet)")

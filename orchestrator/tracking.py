@@ -1,0 +1,205 @@
+"""MLflow: which store, runs with their params, a rank-0 logger that survives outages, reloading G.
+
+Every subcommand picks its store the same way: ``mlflow_uri`` if set, else ``$MLFLOW_TRACKING_URI``,
+else a SQLite file ``mlflow.db`` in the working directory with artifacts in ``mlartifacts/`` beside it.
+"""
+import io
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from orchestrator.errors import UserError
+
+DEFAULT_DB = "mlflow.db"
+MODEL_DIR = "model"          # artifacts: model/generator.pt, model/discriminator.pt, model/config.yaml
+
+
+def tracking_uri(cfg_uri=""):
+    uri = cfg_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri:
+        uri = "sqlite:///" + str(Path(DEFAULT_DB).absolute())
+    return uri
+
+
+def _artifact_root(uri):
+    """Artifacts beside a SQLite file; a server decides for itself (None)."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").absolute().as_uri()
+    return None
+
+
+def client(uri):
+    import mlflow
+    from mlflow import MlflowClient
+
+    _quiet_mlflow()
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def experiment_id(c, name, uri):
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return c.create_experiment(name, artifact_location=_artifact_root(uri))
+
+
+def check_reachable(uri):
+    """Fail early, with one line, when the tracking store cannot be reached."""
+    try:
+        client(uri).search_experiments(max_results=1)
+    except Exception as err:  # noqa: BLE001 - any failure here means "cannot reach the store"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"mlflow_uri={uri!r} cannot be reached: {first[:200]}") from None
+
+
+def start_run(uri, experiment, run_name, params, tags, parent_run_id=None):
+    """Create a run with the whole resolved config as params; returns its id."""
+    from mlflow.entities import Param, RunTag
+
+    c = client(uri)
+    tags = dict(tags)
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    run = c.create_run(experiment_id(c, experiment, uri), run_name=run_name,
+                       tags={k: str(v) for k, v in tags.items()})
+    c.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    return run.info.run_id
+
+
+def end_run(uri, run_id, status="FINISHED"):
+    client(uri).set_terminated(run_id, status)
+
+
+def get_run(uri, run_id):
+    """The run, or a one-line error for an unknown id."""
+    from mlflow.exceptions import MlflowException
+
+    if not run_id or "/" in run_id or ".." in run_id:
+        raise UserError(f"run={run_id!r} is not a valid MLflow run id")
+    try:
+        return client(uri).get_run(run_id)
+    except MlflowException:
+        raise UserError(f"run={run_id!r} was not found in the tracking store {uri}") from None
+
+
+def load_generator(uri, run_id):
+    """Reload G and its config from a run's artifacts (``weights_only`` loading)."""
+    import yaml
+    from mlflow.exceptions import MlflowException
+
+    from orchestrator.config import config_from_dict
+    from trainables.checkpoints import load_safe
+    from trainables.models import Generator
+
+    get_run(uri, run_id)
+    try:
+        local = client(uri).download_artifacts(run_id, MODEL_DIR)
+    except (MlflowException, OSError):
+        raise UserError(f"run={run_id!r} has no generator: no {MODEL_DIR}/ artifacts (did it finish?)") from None
+    local = Path(local)
+    if not (local / "generator.pt").is_file():
+        raise UserError(f"run={run_id!r} has no generator: {MODEL_DIR}/generator.pt is missing")
+    cfg = config_from_dict(yaml.safe_load((local / "config.yaml").read_text()))
+    netG = Generator(cfg.nz, cfg.ngf, cfg.nc, cfg.image_size, cfg.bn_placement)
+    netG.load_state_dict(load_safe(local / "generator.pt"))
+    return netG, cfg
+
+
+class RunLogger:
+    """Rank 0's logger. Buffers what the store refuses (outage) and retries; never raises mid-run.
+
+    After a resume, steps at or below the last one already in the store are skipped, so the
+    metric history never holds a step twice.
+    """
+
+    def __init__(self, uri, run_id, skip_through=-1):
+        self.uri, self.run_id = uri, run_id
+        self.client = client(uri)
+        self.skip_through = skip_through
+        self.pending = []        # Metric objects the store has not accepted yet
+        self.warned = False
+
+    @classmethod
+    def resuming(cls, uri, run_id, keys=("loss_d",)):
+        """A logger that skips the steps an interrupted attempt already logged."""
+        c = client(uri)
+        last = -1
+        for key in keys:
+            history = c.get_metric_history(run_id, key)
+            last = max([last] + [m.step for m in history])
+        return cls(uri, run_id, skip_through=last)
+
+    def metrics(self, step, values):
+        from mlflow.entities import Metric
+
+        if step <= self.skip_through:
+            return
+        ts = int(time.time() * 1000)
+        self.pending += [Metric(k, float(v), ts, step) for k, v in values.items()]
+        self.flush()
+
+    def flush(self, retries=0, wait_s=2.0):
+        for attempt in range(retries + 1):
+            if not self.pending:
+                return True
+            try:
+                for i in range(0, len(self.pending), 1000):   # the store's batch limit
+                    self.client.log_batch(self.run_id, metrics=self.pending[i:i + 1000])
+                self.pending = []
+                if self.warned:
+                    print("[dcgan-lab] tracking store is back; buffered metrics were written", file=sys.stderr)
+                    self.warned = False
+                return True
+            except Exception as err:  # noqa: BLE001 - any store failure: keep the metrics, go on
+                if not self.warned:
+                    print(f"[dcgan-lab] warning: tracking store unavailable ({type(err).__name__}); "
+                          f"buffering {len(self.pending)} metrics and retrying", file=sys.stderr)
+                    self.warned = True
+                if attempt < retries:
+                    time.sleep(wait_s)
+        return False
+
+    def image(self, step, pil_image, key="samples"):
+        if step <= self.skip_through:
+            return
+        self._try(lambda: self.client.log_image(self.run_id, pil_image, key=key, step=step))
+
+    def artifact_bytes(self, data, artifact_path, filename):
+        """Upload bytes as an artifact file (through a temp dir: MLflow uploads files)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / filename
+            p.write_bytes(data)
+            self._try(lambda: self.client.log_artifact(self.run_id, str(p), artifact_path), retries=5)
+
+    def tags(self, tags):
+        for k, v in tags.items():
+            self._try(lambda: self.client.set_tag(self.run_id, k, str(v)))
+
+    def _try(self, fn, retries=1):
+        for attempt in range(retries + 1):
+            try:
+                return fn()
+            except Exception as err:  # noqa: BLE001
+                if attempt == retries:
+                    print(f"[dcgan-lab] warning: could not log to the tracking store: {err}", file=sys.stderr)
+                else:
+                    time.sleep(2.0)
+
+
+def torch_bytes(obj):
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _quiet_mlflow():
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    warnings.filterwarnings("ignore", module="mlflow")

@@ -1,0 +1,170 @@
+"""``dcgan-lab train`` and ``dcgan-lab sample``: one tracked DCGAN run on Ray Train, and reloading it."""
+import os
+import sys
+from pathlib import Path
+
+from orchestrator.config import preset_names, resolve_config
+from orchestrator.errors import UserError
+
+
+def add_subparser(subparsers):
+    p = subparsers.add_parser("train", help="train one DCGAN on Ray Train, tracked in MLflow")
+    p.add_argument("--preset", help=f"one of: {', '.join(preset_names())}")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and parameter counts, then exit")
+    p.set_defaults(func=cmd_train)
+
+    s = subparsers.add_parser("sample", help="reload a tracked generator and write a sample grid")
+    s.add_argument("--run", required=True, help="MLflow run id")
+    s.add_argument("--n", type=int, default=64, help="number of samples")
+    s.add_argument("--seed", type=int, default=0, help="noise seed")
+    s.add_argument("--out", required=True, help="output PNG")
+    s.add_argument("--mlflow-uri", default="", help="tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
+    s.set_defaults(func=cmd_sample)
+
+
+def cmd_train(args):
+    from orchestrator.config import parse_overrides
+
+    cfg = resolve_config(args.preset, parse_overrides(args.overrides))
+    if args.dry_run:
+        print_dry_run(cfg)
+        return 0
+    run_id, status = run_training(cfg, run_name=args.preset or "train")
+    print(f"run {run_id}: {status}")
+    print(f"last sample grid in the MLflow run's artifacts (images/); open the UI with: dcgan-lab ui")
+    return 0 if status == "finished" else 1
+
+
+def print_dry_run(cfg):
+    import yaml
+
+    from trainables.models import build_models, count_params
+
+    netG, netD = build_models(cfg)
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
+    print(f"# parameters: G = {count_params(netG):,}  D = {count_params(netD):,}")
+
+
+def run_training(cfg, run_name="train", parent_run_id=None, tags=None):
+    """Start Ray if needed, create the MLflow run, train, and close the run with its status."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from orchestrator import tracking
+    from trainables.loop import train_loop_per_worker
+
+    uri = tracking.tracking_uri(cfg.mlflow_uri)
+    tracking.check_reachable(uri)
+    storage = prepare_storage(cfg.storage_path)
+    init_ray()
+    check_resources(cfg)
+
+    run_id = tracking.start_run(uri, cfg.experiment, run_name, cfg.to_dict(),
+                                {**run_tags(), **(tags or {})}, parent_run_id)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": cfg.to_dict(), "run_id": run_id, "tracking_uri": uri},
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                     resources_per_worker={"CPU": cfg.cpus_per_worker}),
+        run_config=RunConfig(name=f"train-{run_id}", storage_path=storage,
+                             failure_config=FailureConfig(max_failures=cfg.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+    )
+    status = "failed"
+    try:
+        result = trainer.fit()
+        status = "diverged" if (result.metrics or {}).get("diverged") else "finished"
+    finally:
+        tracking.client(uri).set_tag(run_id, "status", status)
+        tracking.end_run(uri, run_id, "FAILED" if status == "failed" else "FINISHED")
+    return run_id, status
+
+
+def init_ray():
+    """Join ``$RAY_ADDRESS`` if set, else start a local Ray (dashboard off: it costs start-up time)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=True)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise UserError(f"RAY_ADDRESS={address!r} cannot be reached: {str(err).splitlines()[0][:200]}") from None
+
+
+def check_resources(cfg):
+    """A run that can never fit is an error now, not an endless wait."""
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    need = "GPU" if cfg.use_gpu else "CPU"
+    per_worker = 1 if cfg.use_gpu else cfg.cpus_per_worker
+    fits = sum(int(n.get(need, 0) // per_worker) for n in nodes)
+    if cfg.use_gpu and not any(n.get("CPU", 0) >= cfg.cpus_per_worker for n in nodes):
+        fits = 0
+    if fits < cfg.num_workers:
+        total = sum(n.get(need, 0) for n in nodes)
+        key = "use_gpu" if cfg.use_gpu else "cpus_per_worker"
+        raise UserError(f"num_workers={cfg.num_workers} x {key}={per_worker if not cfg.use_gpu else True} "
+                        f"cannot fit: the Ray cluster has {total:g} {need}(s) in all, room for {fits} worker(s)")
+
+
+def prepare_storage(path):
+    """Local storage must be writable now, not at the first checkpoint."""
+    if "://" in path:
+        return path
+    p = Path(path).absolute()
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / ".write-probe"
+        probe.write_bytes(b"x" * 4096)
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"storage_path={path!r} is not writable: {err.strerror}") from None
+    return str(p)
+
+
+def run_tags():
+    import platform
+    import subprocess
+
+    import ray
+    import torch
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"git_commit": commit or "unknown", "ray_version": ray.__version__,
+            "torch_version": torch.__version__, "python_version": platform.python_version()}
+
+
+def cmd_sample(args):
+    import torch
+
+    from orchestrator import tracking
+    from trainables.loop import to_grid_image
+    from trainables.models import sample_z
+    from trainables.step import generate
+
+    if args.n < 1:
+        raise UserError(f"n={args.n} is not allowed: >= 1")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise UserError(f"out={args.out!r} is not allowed: a .png file")
+    uri = tracking.tracking_uri(args.mlflow_uri)
+    netG, cfg = tracking.load_generator(uri, args.run)
+    z = sample_z(args.n, cfg.nz, cfg.z_dist, generator=torch.Generator().manual_seed(args.seed))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    to_grid_image(generate(netG, z)).save(out)
+    print(f"wrote {out} ({args.n} samples from run {args.run})", file=sys.stderr)
+    return 0

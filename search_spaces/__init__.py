@@ -1,0 +1,1 @@
+"""Search spaces for sweeps, as YAML files beside this module."""

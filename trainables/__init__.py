@@ -1,0 +1,1 @@
+"""dcgan-lab trainables: models, data sets, the training loop, metrics and checkpoints."""

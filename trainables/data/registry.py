@@ -1,0 +1,66 @@
+"""Data sets registered by name: every loader in the project is looked up here.
+
+A data set yields ``(image, labels)``: ``image`` a float CHW tensor in [-1, 1] of size
+``image_size``; ``labels`` a dict of tensors that batches with the default collate
+(an empty dict for unlabelled data).
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+from orchestrator.errors import UserError
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """Everything a builder needs to make one data set."""
+
+    name: str
+    image_size: int = 64
+    nc: int = 3                # channels the model wants; loaders convert to it
+    root: str = "./data"       # data_root: where real data sets live
+    download: bool = False     # let torchvision download (needs internet)
+    length: int = 60000        # synthetic data sets only: number of images
+    seed: int = 0              # synthetic data sets only: the data set's own seed
+    split: str = "train"       # train | test
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    build: Callable[[DataRequest], object]
+    synthetic: bool                 # rendered by the project: needs no files
+    label_keys: tuple = ()          # keys of the labels dict (empty: unlabelled)
+    summary: str = ""
+
+
+DATASETS: dict[str, DatasetEntry] = {}
+
+
+def register_dataset(name, *, synthetic=False, label_keys=(), summary=""):
+    """Decorator: register ``build(request) -> Dataset`` under ``name``."""
+
+    def wrap(build):
+        DATASETS[name] = DatasetEntry(build, synthetic, tuple(label_keys), summary)
+        return build
+
+    return wrap
+
+
+def dataset_names():
+    _load_builtin()
+    return sorted(DATASETS)
+
+
+def get_entry(name):
+    _load_builtin()
+    if name not in DATASETS:
+        raise UserError(f"dataset={name!r} is unknown: choose one of {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
+
+
+def build_dataset(request: DataRequest):
+    return get_entry(request.name).build(request)
+
+
+def _load_builtin():
+    # Importing the modules registers their data sets.
+    from trainables.data import synthetic_faces, synthetic_bedrooms, torchvision_sets  # noqa: F401

@@ -1,0 +1,158 @@
+"""The per-worker training loop that Ray Train runs on every DDP rank.
+
+Rank 0 alone logs to MLflow and writes checkpoints; every rank reports at the same steps,
+since ``ray.train.report`` is a barrier.
+"""
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from trainables.checkpoints import CHECKPOINT_FILE, load_safe, restore_training_state, save_atomic, training_state
+from trainables.data import DataRequest, build_dataset
+from trainables.data.sampler import ResumableBatchSampler
+from trainables.models import build_models, sample_z
+from trainables.step import LOSS_KEYS, GANStep, generate, make_optimizers, noise_generator
+
+
+def data_request(cfg, split="train"):
+    return DataRequest(name=cfg.dataset, image_size=cfg.image_size, nc=cfg.nc, root=cfg.data_root,
+                       download=cfg.download, length=cfg.dataset_size, seed=cfg.data_seed, split=split)
+
+
+def total_steps(cfg, n_items):
+    per_epoch = n_items // cfg.batch_size
+    by_epochs = cfg.epochs * per_epoch if cfg.epochs else math.inf
+    by_steps = cfg.max_steps if cfg.max_steps else math.inf
+    return int(min(by_epochs, by_steps))
+
+
+def train_loop_per_worker(config):
+    import ray.train
+    import ray.train.torch
+
+    from orchestrator.config import config_from_dict
+    from orchestrator.tracking import RunLogger
+
+    cfg = config_from_dict(config["cfg"])
+    run_id, uri = config["run_id"], config["tracking_uri"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    master = rank == 0
+    torch.set_num_threads(cfg.cpus_per_worker)
+    device = ray.train.torch.get_device()
+
+    # Build models and optimizers, seeded: every rank starts from the same weights.
+    torch.manual_seed(cfg.seed)
+    netG, netD = build_models(cfg)
+    fixed_noise = sample_z(cfg.n_samples, cfg.nz, cfg.z_dist, generator=torch.Generator().manual_seed(cfg.seed))
+    netG, netD = ray.train.torch.prepare_model(netG), ray.train.torch.prepare_model(netD)
+    optG, optD = make_optimizers(cfg, netG, netD)
+
+    # Resume from the latest checkpoint, if Ray restarted us after a failure.
+    start_step = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state = load_safe(Path(d) / CHECKPOINT_FILE)
+        start_step, fixed_noise = restore_training_state(state, netG, netD, optG, optD)
+    fixed_noise = fixed_noise.to(device)
+    logger = None
+    if master:
+        logger = RunLogger.resuming(uri, run_id) if checkpoint is not None else RunLogger(uri, run_id)
+
+    # Load training set, sharded by rank.
+    dataset = build_dataset(data_request(cfg))
+    per_worker = cfg.batch_size // world
+    sampler = ResumableBatchSampler(len(dataset), per_worker, rank, world, seed=cfg.seed, start_step=start_step)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.loader_workers,
+                        persistent_workers=cfg.loader_workers > 0)
+    n_steps = total_steps(cfg, len(dataset))
+
+    step_fn = GANStep(netG, netD, optG, optD, cfg.nz, cfg.z_dist)
+    progress = Progress(n_steps, start_step, cfg.batch_size) if master else None
+    status, step = "finished", start_step
+    for real, _labels in loader:
+        if step >= n_steps:
+            break
+        out = step_fn(real.to(device, non_blocking=True), noise_generator(cfg.seed, rank, step))
+        step += 1
+
+        if step % cfg.log_every == 0 or step == n_steps:
+            values = {k: out[k].item() for k in LOSS_KEYS}
+            if not all(math.isfinite(v) for v in values.values()):
+                status = "diverged"
+            if master:
+                values["images_per_s"] = progress.rate(step)
+                logger.metrics(step, values)
+                progress.show(step, values)
+        if master and (step % cfg.sample_every == 0 or step == n_steps or status == "diverged"):
+            logger.image(step, to_grid_image(generate(netG, fixed_noise)))
+        if step % cfg.checkpoint_every == 0 or step == n_steps or status == "diverged":
+            _report(step, status, master, cfg, netG, netD, optG, optD, fixed_noise, logger)
+        if status == "diverged":
+            break
+
+    if master:
+        logger.flush(retries=30)
+        _log_final_models(logger, netG, netD, cfg, status, step)
+
+
+def _report(step, status, master, cfg, netG, netD, optG, optD, fixed_noise, logger):
+    """All ranks report (a barrier); rank 0 attaches the checkpoint, written atomically."""
+    import ray.train
+
+    metrics = {"step": step, "diverged": status == "diverged"}
+    if not master:
+        ray.train.report(metrics, checkpoint=None)
+        return
+    logger.flush()
+    with tempfile.TemporaryDirectory() as tmp:
+        state = training_state(step, netG, netD, optG, optD, fixed_noise, cfg.to_dict())
+        save_atomic(state, Path(tmp) / CHECKPOINT_FILE)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def _log_final_models(logger, netG, netD, cfg, status, step):
+    import yaml
+
+    from orchestrator.tracking import MODEL_DIR, torch_bytes
+
+    logger.artifact_bytes(torch_bytes(getattr(netG, "module", netG).state_dict()), MODEL_DIR, "generator.pt")
+    logger.artifact_bytes(torch_bytes(getattr(netD, "module", netD).state_dict()), MODEL_DIR, "discriminator.pt")
+    logger.artifact_bytes(yaml.safe_dump(cfg.to_dict()).encode(), MODEL_DIR, "config.yaml")
+    logger.tags({"status": status, "final_step": step})
+
+
+def to_grid_image(images, nrow=8):
+    """A [-1, 1] image batch as one PIL grid."""
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    grid = make_grid(images.detach().float().cpu(), nrow=nrow, padding=2, normalize=True, value_range=(-1, 1))
+    return Image.fromarray(grid.mul(255).add(0.5).clamp(0, 255).byte().permute(1, 2, 0).numpy())
+
+
+class Progress:
+    """One line per log step: step, images/s, losses, ETA."""
+
+    def __init__(self, n_steps, start_step, batch_size):
+        self.n_steps, self.batch_size = n_steps, batch_size
+        self.t0, self.s0 = time.perf_counter(), start_step
+        self.t_last, self.s_last = self.t0, start_step
+
+    def rate(self, step):
+        now = time.perf_counter()
+        r = (step - self.s_last) * self.batch_size / max(now - self.t_last, 1e-9)
+        self.t_last, self.s_last = now, step
+        return r
+
+    def show(self, step, v):
+        elapsed = time.perf_counter() - self.t0
+        eta = elapsed / max(step - self.s0, 1) * (self.n_steps - step)
+        print(f"step {step}/{self.n_steps} | {v['images_per_s']:.0f} img/s | loss_d {v['loss_d']:.3f} "
+              f"loss_g {v['loss_g']:.3f} | D(x) {v['d_real']:.2f} D(G(z)) {v['d_fake']:.2f}/{v['d_fake_g']:.2f} "
+              f"| ETA {eta:.0f}s", flush=True)
