@@ -120,6 +120,8 @@ def coerce(key, value):
         if optional:
             return None
         raise bad_value(key, value, f"a {kind.__name__} is required")
+    if kind in (int, float) and isinstance(value, str):
+        value = _parse_number(kind, value)  # YAML 1.1 reads "1e-3" as a string
     if kind is bool:
         if not isinstance(value, bool):
             raise bad_value(key, value, "true or false")
@@ -137,6 +139,13 @@ def coerce(key, value):
             value = str(value)
     _check_bounds(key, value, f.metadata)
     return value
+
+
+def _parse_number(kind, text):
+    try:
+        return kind(text)
+    except ValueError:
+        return text  # left as a string: the type check below names it
 
 
 def _field_type(f):

@@ -95,7 +95,7 @@ def init_ray():
         if address:
             ray.init(address=address, log_to_driver=True)
         else:
-            ray.init(include_dashboard=False, log_to_driver=True)
+            ray.init(log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise UserError(f"RAY_ADDRESS={address!r} cannot be reached: {str(err).splitlines()[0][:200]}") from None
 

@@ -4,6 +4,7 @@ Rank 0 alone logs to MLflow and writes checkpoints; every rank reports at the sa
 since ``ray.train.report`` is a barrier.
 """
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -60,9 +61,9 @@ def train_loop_per_worker(config):
             state = load_safe(Path(d) / CHECKPOINT_FILE)
         start_step, fixed_noise = restore_training_state(state, netG, netD, optG, optD)
     fixed_noise = fixed_noise.to(device)
-    logger = None
-    if master:
-        logger = RunLogger.resuming(uri, run_id) if checkpoint is not None else RunLogger(uri, run_id)
+    # Ray registers a checkpoint only when it next polls the workers (every 2 s), so a restart
+    # may begin before the last checkpoint reported: skip whatever steps the store already holds.
+    logger = RunLogger.resuming(uri, run_id) if master else None
 
     # Load training set, sharded by rank.
     dataset = build_dataset(data_request(cfg))
@@ -153,6 +154,7 @@ class Progress:
     def show(self, step, v):
         elapsed = time.perf_counter() - self.t0
         eta = elapsed / max(step - self.s0, 1) * (self.n_steps - step)
-        print(f"step {step}/{self.n_steps} | {v['images_per_s']:.0f} img/s | loss_d {v['loss_d']:.3f} "
+        sys.stdout.write(f"step {step}/{self.n_steps} | {v['images_per_s']:.0f} img/s | loss_d {v['loss_d']:.3f} "
               f"loss_g {v['loss_g']:.3f} | D(x) {v['d_real']:.2f} D(G(z)) {v['d_fake']:.2f}/{v['d_fake_g']:.2f} "
-              f"| ETA {eta:.0f}s", flush=True)
+              f"| ETA {eta:.0f}s\n")
+        sys.stdout.flush()

@@ -1,0 +1,76 @@
+"""The typed config: the paper's defaults, presets, typed overrides, and bad input at the edge."""
+import pytest
+
+from conftest import run_cli
+from orchestrator.config import Config, parse_overrides, preset_names, resolve_config
+from orchestrator.errors import UserError
+
+
+def test_defaults_are_the_papers():
+    cfg = Config()
+    assert (cfg.lr, cfg.beta1, cfg.beta2, cfg.batch_size, cfg.nz) == (2e-4, 0.5, 0.999, 128, 100)
+    assert (cfg.bn_placement, cfg.z_dist, cfg.ngf, cfg.ndf) == ("paper", "normal", 64, 64)
+    assert cfg.lr_g_value == cfg.lr_d_value == 2e-4
+
+
+def test_overrides_are_typed():
+    cfg = resolve_config("smoke", parse_overrides(["lr=1e-3", "beta1=0.9", "bn_placement=all", "lr_g=3e-4"]))
+    assert cfg.lr == 1e-3 and isinstance(cfg.lr, float)
+    assert (cfg.beta1, cfg.bn_placement, cfg.lr_g_value, cfg.lr_d_value) == (0.9, "all", 3e-4, 1e-3)
+    assert resolve_config("smoke", {"lr": 1}).lr == 1.0  # an int where a float goes is fine
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_resolves(name):
+    cfg = resolve_config(name, {"download": True})  # real-data presets: skip the data_root check
+    assert isinstance(cfg, Config)
+
+
+@pytest.mark.parametrize("overrides, culprit", [
+    ({"lr": 0}, "lr=0"),
+    ({"lr": -1e-3}, "lr=-0.001"),
+    ({"beta1": 1.0}, "beta1=1.0"),
+    ({"beta1": -0.1}, "beta1=-0.1"),
+    ({"image_size": 48}, "image_size=48"),
+    ({"nc": 2}, "nc=2"),
+    ({"bn_placement": "everywhere"}, "bn_placement='everywhere'"),
+    ({"epochs": "five"}, "epochs='five'"),
+    ({"use_gpu": "yes"}, "use_gpu='yes'"),
+    ({"colour": 1}, "colour=1"),
+    ({"batch_size": 127, "num_workers": 2}, "batch_size=127"),
+    ({"dataset": "imagenet"}, "dataset='imagenet'"),
+])
+def test_bad_values_name_key_and_value(overrides, culprit):
+    with pytest.raises(UserError) as err:
+        resolve_config("smoke", overrides)
+    assert culprit in str(err.value)
+
+
+BAD_CLI = [
+    (["train", "--preset", "nope"], "preset='nope'"),
+    (["train", "--set", "foo=1"], "foo=1"),
+    (["train", "--set", "lr=abc"], "lr='abc'"),
+    (["train", "--set", "lr=0"], "lr=0"),
+    (["train", "--set", "beta1=1"], "beta1=1"),
+    (["train", "--set", "image_size=100"], "image_size=100"),
+    (["train", "--set", "lr"], "--set 'lr'"),
+    (["train", "--set", "dataset=mnist", "--set", "data_root=/nonexistent/dir"], "data_root='/nonexistent/dir'"),
+    (["sample", "--run", "0123456789abcdef0123456789abcdef", "--out", "x.png"], "was not found"),
+    (["sample", "--run", "../../etc", "--out", "x.png"], "not a valid MLflow run id"),
+]
+
+
+@pytest.mark.parametrize("argv, culprit", BAD_CLI)
+def test_cli_bad_input_one_line_exit_2_nothing_written(argv, culprit, tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = run_cli(*argv, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""})
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert culprit in lines[0]
+    made = {p.name for p in tmp_path.iterdir()} - {"empty"}
+    assert made <= {"mlflow.db"}, made  # a lookup may open the store; no run, no file besides
+    if "mlflow.db" in made:
+        from mlflow import MlflowClient
+
+        assert MlflowClient("sqlite:///" + str(tmp_path / "mlflow.db")).search_runs(["0"]) == []

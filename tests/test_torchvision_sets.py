@@ -1,0 +1,137 @@
+"""The torchvision data sets, read from small files in each data set's real on-disk format."""
+import os
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from torchvision import datasets
+
+import fake_datasets
+from orchestrator.errors import UserError
+from trainables.data import DataRequest, build_dataset, get_entry
+
+WRITERS = {
+    "mnist": fake_datasets.write_mnist,
+    "fashion-mnist": lambda root: fake_datasets.write_mnist(root, folder="FashionMNIST"),
+    "cifar10": fake_datasets.write_cifar10,
+    "celeba": fake_datasets.write_celeba,
+    "lsun": fake_datasets.write_lsun,
+    "folder": fake_datasets.write_folder,
+}
+DOWNLOADABLE = ["mnist", "fashion-mnist", "cifar10", "celeba"]
+
+
+@pytest.fixture(autouse=True)
+def _own_working_dir(tmp_path, monkeypatch):
+    # torchvision's LSUN writes its key cache into the working directory (see write_lsun).
+    monkeypatch.chdir(tmp_path)
+
+
+def build(name, root, **kwargs):
+    return build_dataset(DataRequest(name, root=str(root), **kwargs))
+
+
+@pytest.mark.parametrize("size,nc", [(32, 1), (64, 3)])
+@pytest.mark.parametrize("name", sorted(WRITERS))
+def test_images_in_range_and_batches(name, size, nc, tmp_path):
+    WRITERS[name](tmp_path)
+    dataset = build(name, tmp_path, image_size=size, nc=nc)
+    image, labels = dataset[0]
+    assert image.shape == (nc, size, size) and image.dtype == torch.float32
+    assert image.min() >= -1 and image.max() <= 1
+    assert image.min() < 0 < image.max()   # scaled to [-1, 1], not left in [0, 1]
+    assert sorted(labels) == sorted(get_entry(name).label_keys)
+
+    images, batch_labels = next(iter(DataLoader(dataset, batch_size=4)))
+    assert images.shape == (4, nc, size, size)
+    for key, value in batch_labels.items():
+        assert value.shape[0] == 4 and value.dtype == torch.int64
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10"])
+def test_class_labels_match_files(name, split, tmp_path):
+    written = WRITERS[name](tmp_path)[split]
+    dataset = build(name, tmp_path, split=split, image_size=32)
+    assert [int(dataset[i][1]["class"]) for i in range(len(dataset))] == written
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_celeba_attrs_match_files_as_zero_one(split, tmp_path):
+    written = fake_datasets.write_celeba(tmp_path)[split]
+    dataset = build("celeba", tmp_path, split=split, image_size=32)
+    attrs = torch.stack([dataset[i][1]["attr"] for i in range(len(dataset))])
+    assert attrs.shape == (len(written), 40) and attrs.dtype == torch.int64
+    assert attrs.tolist() == written
+
+
+def test_lsun_test_split_is_bedroom_val(tmp_path):
+    fake_datasets.write_lsun(tmp_path, n=5, n_test=3)
+    assert len(build("lsun", tmp_path, split="train")) == 5
+    assert len(build("lsun", tmp_path, split="test")) == 3
+
+
+def test_mnist_converts_grey_to_rgb(tmp_path):
+    fake_datasets.write_mnist(tmp_path)
+    image, _ = build("mnist", tmp_path, nc=3, image_size=32)[0]
+    assert torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])
+
+
+@pytest.mark.parametrize("name", sorted(WRITERS))
+@pytest.mark.parametrize("where", ["missing", "empty"])
+def test_no_data_names_data_root(name, where, tmp_path):
+    root = tmp_path / "data"
+    if where == "empty":
+        root.mkdir()
+    with pytest.raises(UserError, match="data_root=") as err:
+        build(name, root)
+    message = str(err.value)
+    assert str(root) in message and "\n" not in message
+    if name in DOWNLOADABLE:
+        assert "--set download=true" in message
+
+
+def test_missing_file_is_named(tmp_path):
+    fake_datasets.write_celeba(tmp_path)
+    os.remove(tmp_path / "celeba" / "list_eval_partition.txt")
+    with pytest.raises(UserError, match="list_eval_partition.txt is missing"):
+        build("celeba", tmp_path)
+
+
+def test_failed_download_is_one_line(tmp_path, monkeypatch):
+    def no_internet(self):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://x/, got:\nno route")
+
+    monkeypatch.setattr(datasets.MNIST, "download", no_internet)
+    with pytest.raises(UserError, match="download=true could not fetch dataset='mnist'.*no route") as err:
+        build("mnist", tmp_path, download=True)
+    assert "\n" not in str(err.value)
+
+
+def test_folder_skips_corrupt_images_with_a_count(tmp_path):
+    good = fake_datasets.write_folder(tmp_path, n=6, corrupt=3)
+    with pytest.warns(UserWarning, match="skipped 3 of 9 image files"):
+        dataset = build("folder", tmp_path)
+    assert dataset.paths == good
+    assert all(dataset[i][0].shape == (3, 64, 64) for i in range(len(dataset)))
+
+
+def test_folder_of_only_corrupt_images_fails(tmp_path):
+    fake_datasets.write_folder(tmp_path, n=0, corrupt=2)
+    with pytest.raises(UserError, match="no readable image files"):
+        build("folder", tmp_path)
+
+
+def test_folder_names_an_image_cut_short(tmp_path):
+    fake_datasets.write_truncated_jpeg(tmp_path / "cut.jpg")
+    dataset = build("folder", tmp_path)
+    with pytest.raises(OSError, match="cut.jpg"):
+        dataset[0]
+
+
+def test_bad_split_and_nc_name_the_key(tmp_path):
+    fake_datasets.write_mnist(tmp_path)
+    with pytest.raises(UserError, match="split='val'"):
+        build("mnist", tmp_path, split="val")
+    with pytest.raises(UserError, match="nc=2"):
+        build("mnist", tmp_path, nc=2)
