@@ -9,7 +9,8 @@ from orchestrator.errors import UserError
 COMMAND_MODULES = [
     "orchestrator.train",       # train, sample
     "orchestrator.data_cmd",    # data preview
-    # "orchestrator.bench",       # bench
+    "orchestrator.bench",       # bench
+    "orchestrator.ui",          # ui
 ]
 
 

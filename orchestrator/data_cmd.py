@@ -17,9 +17,11 @@ def add_subparser(subparsers):
     data = subparsers.add_parser("data", help="look at the data sets")
     verbs = data.add_subparsers(dest="data_command", required=True)
     p = verbs.add_parser("preview", help="write a grid of a data set's images and print the balance of its labels")
+    # No list of names here: loading the registry imports torchvision, seconds on every command.
+    # A wrong name gets the list in its error.
     p.add_argument("--dataset", required=True, help="a registered data set name")
     p.add_argument("--n", type=int, default=64, help="number of images (the first n)")
-    p.add_argument("--size", type=int, default=64, help="image_size")
+    p.add_argument("--size", type=int, default=64, help="image_size (synthetic data sets: 16, 32, 64 or 128)")
     p.add_argument("--masks", action="store_true", help="tint the pixels of each mask (data sets with masks)")
     p.add_argument("--seed", type=int, default=0, help="synthetic data sets: the data set's seed")
     p.add_argument("--data-root", default="./data", help="real data sets: where they live")
@@ -90,6 +92,7 @@ def save_grid(images, path, image_format):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".preview-")
     os.close(fd)
+    os.chmod(tmp, 0o644)   # mkstemp's private 0600 would stick to the image
     try:
         save_image(images, tmp, format=image_format, nrow=math.ceil(math.sqrt(len(images))),
                    normalize=True, value_range=(-1, 1), padding=2)

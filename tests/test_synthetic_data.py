@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
+import fake_datasets
 from conftest import ROOT, run_cli
 from orchestrator import cli
 from orchestrator.errors import UserError
@@ -30,10 +31,6 @@ def digest(image, labels):
     for key in sorted(labels):
         h.update(key.encode() + labels[key].numpy().tobytes())
     return h.hexdigest()
-
-
-def to_unit(image):
-    return (image + 1) / 2   # [-1, 1] -> [0, 1]
 
 
 # --- Determinism and the request --------------------------------------------------------------
@@ -111,27 +108,25 @@ def test_batches_under_a_distributed_sampler():
 
 # --- Factors: balanced and independent ---------------------------------------------------------
 
-def sampled_labels(name, module, n=4000):
-    # The data set's own sample -> labels path, without the drawing, so thousands are cheap.
+def sampled_labels(name, labels_of, n=4000):
+    # The data set's own scene -> labels path, without the drawing, so thousands are cheap.
     dataset = build(name, length=n)
-    if module is synthetic_faces:
-        rows = [module.labels(dataset.scene(i)) for i in range(n)]
-    else:
-        rows = [{"windows": torch.tensor(len(room.windows)), "lamp": torch.tensor(room.lamp is not None),
-                 "picture": torch.tensor(room.picture is not None)} for room in map(dataset.scene, range(n))]
+    rows = [labels_of(dataset.scene(i)) for i in range(n)]
     return {key: torch.stack([row[key] for row in rows]) for key in rows[0]}
 
 
-def test_labels_come_from_the_sampled_scene():
-    dataset = build("synthetic-faces", image_size=16)
+@pytest.mark.parametrize("name,labels_of", [("synthetic-faces", synthetic_faces.labels),
+                                            ("synthetic-bedrooms", synthetic_bedrooms.scene_labels)])
+def test_items_carry_the_labels_of_their_scene(name, labels_of):
+    dataset = build(name, image_size=16)
     for index in range(5):
-        expected = synthetic_faces.labels(dataset.scene(index))
+        expected = labels_of(dataset.scene(index))
         _, labels = dataset[index]
         assert all(torch.equal(labels[key], expected[key]) for key in expected)
 
 
 def test_face_factors_balanced_and_independent():
-    labels = sampled_labels("synthetic-faces", synthetic_faces)
+    labels = sampled_labels("synthetic-faces", synthetic_faces.labels)
     for key in ("long_hair", "smiling", "glasses"):
         assert abs(labels[key].float().mean() - 0.5) < 0.04, key
     yaw = labels["yaw"]
@@ -150,7 +145,7 @@ def test_face_factors_balanced_and_independent():
 
 
 def test_bedroom_counts_balanced():
-    labels = sampled_labels("synthetic-bedrooms", synthetic_bedrooms)
+    labels = sampled_labels("synthetic-bedrooms", synthetic_bedrooms.scene_labels)
     share = torch.bincount(labels["windows"], minlength=3) / len(labels["windows"])
     assert len(share) == 3 and (share - 1 / 3).abs().max() < 0.03
     for key in ("lamp", "picture"):
@@ -283,11 +278,20 @@ def test_preview_writes_a_grid_and_prints_the_balance(tmp_path):
     assert not [p for p in out.parent.iterdir() if p.name != "bedrooms.png"]   # no temporary left behind
 
 
+def test_preview_reads_a_real_data_set(tmp_path, capsys):
+    fake_datasets.write_mnist(tmp_path)
+    out = tmp_path / "mnist.png"
+    assert cli.main(["data", "preview", "--dataset", "mnist", "--data-root", str(tmp_path), "--n", "4",
+                     "--size", "32", "--out", str(out)]) == 0
+    assert out.exists() and "4 images of mnist" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("args,culprit", [
     (["--dataset", "no-such-data"], "synthetic-bedrooms, synthetic-faces"),
     (["--dataset", "synthetic-faces", "--size", "48"], "image_size=48"),
     (["--dataset", "synthetic-faces", "--masks"], "--masks"),
     (["--dataset", "synthetic-faces", "--n", "0"], "n=0"),
+    (["--dataset", "mnist", "--data-root", "/nonexistent"], "data_root="),
 ])
 def test_preview_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args, culprit):
     out = tmp_path / "preview.png"

@@ -139,13 +139,20 @@ def sample(rng):
     )
 
 
-def labels(room, canvas):
+def scene_labels(room):
+    """The labels that need no drawing: window count and boxes, lamp, picture."""
     boxes = [window.box for window in room.windows] + [(-1.0,) * 4] * (MAX_WINDOWS - len(room.windows))
     return {
         "windows": torch.tensor(len(room.windows)),
         "window_boxes": torch.tensor(boxes, dtype=torch.float32),
         "lamp": torch.tensor(room.lamp is not None),
         "picture": torch.tensor(room.picture is not None),
+    }
+
+
+def labels(room, canvas):
+    return {
+        **scene_labels(room),
         "window_mask": canvas.mask(WINDOW),
         "bed_mask": canvas.mask(BED),
         "lamp_mask": canvas.mask(LAMP),

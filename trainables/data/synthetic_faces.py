@@ -21,10 +21,10 @@ from trainables.data.registry import DataRequest, register_dataset
 from trainables.data.render import Canvas, RenderedDataset, hsv, shade
 
 SKIN_TONES = (                                     # skin_tone indexes these, light to dark
-    (1.00, 0.87, 0.77), (0.94, 0.76, 0.61), (0.80, 0.58, 0.42), (0.60, 0.40, 0.27), (0.38, 0.25, 0.17),
+    (1.00, 0.87, 0.77), (0.94, 0.76, 0.61), (0.80, 0.58, 0.42), (0.63, 0.43, 0.30), (0.46, 0.31, 0.22),
 )
 HAIR_COLORS = (                                    # hair_color indexes these: black, brown, blonde, red, gray
-    (0.10, 0.08, 0.08), (0.38, 0.23, 0.12), (0.90, 0.75, 0.42), (0.68, 0.26, 0.12), (0.70, 0.70, 0.70),
+    (0.10, 0.08, 0.08), (0.27, 0.16, 0.08), (0.90, 0.75, 0.42), (0.68, 0.26, 0.12), (0.70, 0.70, 0.70),
 )
 MAX_TURN = 0.8                                     # radians of head turn at yaw = +-1 (about 46 degrees)
 EYE_WHITE = (0.97, 0.97, 0.97)

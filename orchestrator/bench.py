@@ -1,0 +1,219 @@
+"""``dcgan-lab bench``: throughput of the project's training step against a plain PyTorch loop,
+the machine's GEMM peak, Ray Train with 1 and 2 workers, and data-set rendering. A benchmark,
+not a test: it prints a table and writes JSON.
+"""
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from orchestrator.config import resolve_config
+
+SIZES = {  # name -> config overrides of the networks measured
+    "quick": dict(image_size=32, ngf=32, ndf=32, nz=100, batch_size=64),
+    "tutorial": dict(image_size=64, ngf=64, ndf=64, nz=100, batch_size=128),
+}
+
+
+def add_subparser(subparsers):
+    p = subparsers.add_parser("bench", help="benchmark training throughput (prints a table, writes JSON)")
+    p.add_argument("--out", default="bench.json", help="JSON output file")
+    p.add_argument("--sizes", default="quick,tutorial", help=f"comma-separated: {', '.join(SIZES)}")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument("--skip-ray", action="store_true", help="skip the Ray Train measurements")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args):
+    import os
+
+    import torch
+
+    from orchestrator.errors import UserError
+
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    bad = [s for s in sizes if s not in SIZES]
+    if bad:
+        raise UserError(f"sizes={bad[0]!r} is not allowed: one of {', '.join(SIZES)}")
+    if args.steps < 3:
+        raise UserError(f"steps={args.steps} is not allowed: >= 3")
+    threads = args.threads or os.cpu_count()
+    torch.set_num_threads(threads)
+    results = {"threads": threads, "torch": torch.__version__, "device": args.device,
+               "gemm_gflops": gemm_gflops(args.device)}
+    for name in sizes:
+        results[name] = step_throughput(SIZES[name], args.steps, args.device)
+        results[name]["achieved_vs_gemm"] = results[name]["project_gflops"] / results["gemm_gflops"]
+    results["render_images_per_s"] = render_throughput()
+    if not args.skip_ray:
+        results["ray_train"] = ray_throughput()
+    print_table(results, sizes)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def gemm_gflops(device="cpu", n=2048, reps=5):
+    """The machine's fp32 matrix-multiply rate, measured now (best of ``reps``)."""
+    import torch
+
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(reps + 1):
+        t = time.perf_counter()
+        (a @ b).sum().item()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def flops_per_image(cfg):
+    """Multiply-adds of one training step per image, x2 for FLOPs: G forward + backward (3 passes),
+    D forward on real, fake and G's fake, each with a backward (3 x 3 passes)."""
+    import torch
+    from torch import nn
+
+    from trainables.models import build_models
+
+    netG, netD = build_models(cfg)
+    macs = {"G": 0, "D": 0}
+
+    def hook(name):
+        def count(m, inp, out):
+            if isinstance(m, nn.Conv2d):
+                macs[name] += out[0].numel() * m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+            else:  # ConvTranspose2d: every input pixel meets every kernel tap
+                macs[name] += inp[0][0].numel() * m.out_channels * m.kernel_size[0] * m.kernel_size[1]
+        return count
+
+    for name, net in (("G", netG), ("D", netD)):
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                m.register_forward_hook(hook(name))
+    with torch.no_grad():
+        netD(netG(torch.randn(1, cfg.nz)))
+    return 2 * (3 * macs["G"] + 9 * macs["D"])
+
+
+def step_throughput(overrides, steps, device="cpu"):
+    """Images/s of the project's step and of a plain reference loop, same nets, same process."""
+    import torch
+
+    from trainables.models import build_models
+    from trainables.step import GANStep, make_optimizers, noise_generator
+
+    cfg = resolve_config("smoke", {**overrides, "max_steps": steps})
+    real = (torch.rand(cfg.batch_size, 3, cfg.image_size, cfg.image_size) * 2 - 1).to(device)
+
+    torch.manual_seed(0)
+    netG, netD = (n.to(device) for n in build_models(cfg))
+    step = GANStep(netG, netD, *make_optimizers(cfg, netG, netD), cfg.nz, cfg.z_dist)
+    project = _rate(lambda i: step(real, noise_generator(0, 0, i)), steps, cfg.batch_size,
+                    sync=lambda out: out["loss_d"].item())
+
+    torch.manual_seed(0)
+    netG, netD = (n.to(device) for n in build_models(cfg))
+    plain_step = plain_loop_step(netG, netD, cfg, real)
+    plain = _rate(plain_step, steps, cfg.batch_size, sync=lambda out: out)
+    gflops = flops_per_image(cfg) * project / 1e9
+    return {"batch_size": cfg.batch_size, "image_size": cfg.image_size, "project_images_per_s": project,
+            "plain_images_per_s": plain, "ratio": project / plain, "project_gflops": gflops,
+            "gflop_per_image": flops_per_image(cfg) / 1e9}
+
+
+def plain_loop_step(netG, netD, cfg, real):
+    """The PyTorch DCGAN example's loop, written plainly: the baseline the project must match."""
+    import torch
+    from torch import nn
+
+    criterion = nn.BCEWithLogitsLoss()
+    optD = torch.optim.Adam(netD.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    optG = torch.optim.Adam(netG.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    b = real.shape[0]
+    ones, zeros = torch.ones(b, device=real.device), torch.zeros(b, device=real.device)
+
+    def one_step(_i):
+        netD.zero_grad()
+        errD_real = criterion(netD(real), ones)
+        errD_real.backward()
+        fake = netG(torch.randn(b, cfg.nz, device=real.device))
+        errD_fake = criterion(netD(fake.detach()), zeros)
+        errD_fake.backward()
+        optD.step()
+        netG.zero_grad()
+        errG = criterion(netD(fake), ones)
+        errG.backward()
+        optG.step()
+        return (errD_real + errD_fake).item() + errG.item()
+
+    return one_step
+
+
+def _rate(fn, steps, batch_size, sync, warmup=3):
+    for i in range(warmup):
+        sync(fn(i))
+    t = time.perf_counter()
+    for i in range(steps):
+        out = fn(i)
+    sync(out)
+    return steps * batch_size / (time.perf_counter() - t)
+
+
+def render_throughput(n=1000):
+    """Images/s of the synthetic renderers at 64x64 on one thread."""
+    import torch
+
+    from trainables.data import DataRequest, build_dataset
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = {}
+    for name in ("synthetic-faces", "synthetic-bedrooms"):
+        ds = build_dataset(DataRequest(name, image_size=64, length=n))
+        t = time.perf_counter()
+        for i in range(n):
+            ds[i]
+        out[name] = n / (time.perf_counter() - t)
+    torch.set_num_threads(prev)
+    return out
+
+
+def ray_throughput(max_steps=120):
+    """The real training loop under Ray Train at the quick size: 1 worker x 2 CPUs vs 2 x 1."""
+    from mlflow import MlflowClient
+
+    from orchestrator.train import run_training
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = f"sqlite:///{tmp}/bench.db"
+        for workers in (1, 2):
+            cfg = resolve_config("quick", {"num_workers": workers, "cpus_per_worker": 2 // workers,
+                                           "max_steps": max_steps, "log_every": 10, "sample_every": 10_000,
+                                           "checkpoint_every": 10_000, "mlflow_uri": uri,
+                                           "storage_path": f"{tmp}/ray", "experiment": "bench"})
+            t = time.perf_counter()
+            run_id, _ = run_training(cfg, run_name=f"bench-{workers}w")
+            wall = time.perf_counter() - t
+            rates = [m.value for m in MlflowClient(uri).get_metric_history(run_id, "images_per_s")][1:]
+            out[f"{workers}_workers"] = {"images_per_s": statistics.median(rates), "wall_s": wall}
+    out["speedup_2_vs_1"] = out["2_workers"]["images_per_s"] / out["1_workers"]["images_per_s"]
+    return out
+
+
+def print_table(r, sizes):
+    print(f"\nmachine: {r['threads']} threads, torch {r['torch']}, {r['device']}; "
+          f"measured GEMM {r['gemm_gflops']:.1f} GFLOP/s")
+    print(f"{'size':<10}{'batch':>6}{'project img/s':>15}{'plain img/s':>13}{'ratio':>7}{'GFLOP/s':>9}{'of GEMM':>9}")
+    for s in sizes:
+        x = r[s]
+        print(f"{s:<10}{x['batch_size']:>6}{x['project_images_per_s']:>15.1f}{x['plain_images_per_s']:>13.1f}"
+              f"{x['ratio']:>7.2f}{x['project_gflops']:>9.1f}{x['achieved_vs_gemm']:>9.0%}")
+    for name, rate in r["render_images_per_s"].items():
+        print(f"render {name} 64x64, 1 thread: {rate:.0f} img/s")
+    if "ray_train" in r:
+        rt = r["ray_train"]
+        print(f"Ray Train quick size: 1 worker {rt['1_workers']['images_per_s']:.1f} img/s, "
+              f"2 workers {rt['2_workers']['images_per_s']:.1f} img/s, speed-up {rt['speedup_2_vs_1']:.2f}x")
