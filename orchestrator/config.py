@@ -85,14 +85,35 @@ def preset_names():
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def load_preset(name):
-    """The preset's overrides as a dict, checked against the config's keys."""
+# A preset's optional ``sweep:`` section; these are its defaults.
+SWEEP_DEFAULTS = {"space": "paper-claims", "search": "grid", "num_samples": 8, "seeds": 1,
+                  "scheduler": "none"}
+
+
+def _read_preset(name):
     path = PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
         raise bad_value("preset", name, f"one of {', '.join(preset_names())}")
     with open(path) as f:
         data = yaml.safe_load(f) or {}
-    return data.get("train", data) if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        raise UserError(f"preset={name!r}: {path} is not a mapping of config keys")
+    return data
+
+
+def load_preset(name):
+    """The preset's config overrides (every key but ``sweep``), checked later against the config."""
+    return {k: v for k, v in _read_preset(name).items() if k != "sweep"}
+
+
+def load_sweep_settings(name):
+    """The preset's ``sweep:`` section over SWEEP_DEFAULTS."""
+    section = _read_preset(name).get("sweep") or {}
+    unknown = set(section) - set(SWEEP_DEFAULTS)
+    if unknown:
+        key = sorted(unknown)[0]
+        raise bad_value(f"sweep.{key}", section[key], f"unknown sweep setting; known: {', '.join(SWEEP_DEFAULTS)}")
+    return {**SWEEP_DEFAULTS, **section}
 
 
 def parse_overrides(pairs):

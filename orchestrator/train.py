@@ -49,12 +49,7 @@ def print_dry_run(cfg):
 
 def run_training(cfg, run_name="train", parent_run_id=None, tags=None):
     """Start Ray if needed, create the MLflow run, train, and close the run with its status."""
-    import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     from orchestrator import tracking
-    from trainables.loop import train_loop_per_worker
 
     uri = tracking.tracking_uri(cfg.mlflow_uri)
     tracking.check_reachable(uri)
@@ -64,15 +59,7 @@ def run_training(cfg, run_name="train", parent_run_id=None, tags=None):
 
     run_id = tracking.start_run(uri, cfg.experiment, run_name, cfg.to_dict(),
                                 {**run_tags(), **(tags or {})}, parent_run_id)
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"cfg": cfg.to_dict(), "run_id": run_id, "tracking_uri": uri},
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                     resources_per_worker={"CPU": cfg.cpus_per_worker}),
-        run_config=RunConfig(name=f"train-{run_id}", storage_path=storage,
-                             failure_config=FailureConfig(max_failures=cfg.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
-    )
+    trainer = build_trainer(cfg, run_id, uri, storage, name=f"train-{run_id}")
     status = "failed"
     try:
         result = trainer.fit()
@@ -81,6 +68,24 @@ def run_training(cfg, run_name="train", parent_run_id=None, tags=None):
         tracking.client(uri).set_tag(run_id, "status", status)
         tracking.end_run(uri, run_id, "FAILED" if status == "failed" else "FINISHED")
     return run_id, status
+
+
+def build_trainer(cfg, run_id, uri, storage, name, callbacks=()):
+    """The Ray Train driver of one run: DDP workers from the config, checkpoints in ``storage``."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from trainables.loop import train_loop_per_worker
+
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": cfg.to_dict(), "run_id": run_id, "tracking_uri": uri},
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                     resources_per_worker={"CPU": cfg.cpus_per_worker}),
+        run_config=RunConfig(name=name, storage_path=storage, callbacks=list(callbacks),
+                             failure_config=FailureConfig(max_failures=cfg.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+    )
 
 
 def init_ray():
