@@ -8,6 +8,7 @@ from orchestrator.errors import UserError
 # Modules that each define ``add_subparser(subparsers)``; order is the help's order.
 COMMAND_MODULES = [
     "orchestrator.train",       # train, sample
+    "orchestrator.sweep",       # sweep
     "orchestrator.data_cmd",    # data preview
     "orchestrator.bench",       # bench
     "orchestrator.ui",          # ui

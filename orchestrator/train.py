@@ -53,9 +53,9 @@ def run_training(cfg, run_name="train", parent_run_id=None, tags=None):
 
     uri = tracking.tracking_uri(cfg.mlflow_uri)
     tracking.check_reachable(uri)
-    storage = prepare_storage(cfg.storage_path)
     init_ray()
     check_resources(cfg)
+    storage = prepare_storage(cfg.storage_path)
 
     run_id = tracking.start_run(uri, cfg.experiment, run_name, cfg.to_dict(),
                                 {**run_tags(), **(tags or {})}, parent_run_id)
@@ -96,6 +96,8 @@ def init_ray():
         return
     address = os.environ.get("RAY_ADDRESS")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    if address:
+        check_ray_address(address)
     try:
         if address:
             ray.init(address=address, log_to_driver=True)
@@ -103,6 +105,20 @@ def init_ray():
             ray.init(log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise UserError(f"RAY_ADDRESS={address!r} cannot be reached: {str(err).splitlines()[0][:200]}") from None
+
+
+def check_ray_address(address, timeout_s=5):
+    """``ray.init`` retries an unreachable GCS for minutes; a TCP probe answers in seconds."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if address == "auto" or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise UserError(f"RAY_ADDRESS={address!r} cannot be reached: {err.strerror or err}") from None
 
 
 def check_resources(cfg):

@@ -1,0 +1,57 @@
+"""A local MLflow tracking server on 127.0.0.1 for the length of a sweep.
+
+Concurrent trials writing one SQLite file directly can hit "database is locked"; through one
+server process, writes are serialised by the server and every trial only speaks HTTP.
+"""
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+from orchestrator.errors import UserError
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def local_server(backend_uri, artifact_root, log_path, timeout_s=90):
+    """Serve ``backend_uri`` on 127.0.0.1; yields the server's http URI."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
+           "--default-artifact-root", artifact_root, "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "1"]
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(uri, proc, timeout_s, log_path)
+        yield uri
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def wait_healthy(uri, proc, timeout_s, log_path):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise UserError(f"mlflow_uri: the local MLflow server exited at start (code {proc.returncode}); see {log_path}")
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise UserError(f"mlflow_uri: the local MLflow server did not answer within {timeout_s}s; see {log_path}")

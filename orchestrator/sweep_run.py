@@ -1,0 +1,154 @@
+"""Running a resolved sweep: the MLflow server and parent run, the Tune trials, the summary."""
+import contextlib
+from pathlib import Path
+
+from orchestrator import tracking
+from orchestrator.config import config_from_dict
+from orchestrator.sweep import concurrency, read_sweep_file, storage_uri, sweep_dir, write_sweep_file
+
+TRIAL_TAG = "trial_id"
+
+
+def run_sweep(preset, base, space, settings, points, resume=False):
+    from orchestrator.train import check_resources, init_ray, prepare_storage, run_tags
+
+    d = sweep_dir(preset, space.name, settings["search"], resume)
+    store_uri = tracking.tracking_uri(base.mlflow_uri)
+    tracking.check_reachable(store_uri)
+    init_ray()
+    check_resources(base)
+    prepare_storage(base.storage_path)
+
+    with tracking_for_sweep(store_uri, d) as uri:
+        if resume:
+            parent = read_sweep_file(d)["parent_run_id"]
+        else:
+            parent = tracking.start_run(
+                uri, base.experiment, d.name,
+                {**{f"sweep_{k}": v for k, v in settings.items()}, "sweep_space": space.name, **base.to_dict()},
+                {**run_tags(), "kind": "sweep", "space_file": space.path})
+            write_sweep_file(d, {"parent_run_id": parent, "preset": preset, "settings": settings})
+        results = run_tuner(d, base, space, settings, points, parent, uri, resume)
+        summary = summarize(uri, parent)
+        tracking.client(uri).set_tag(parent, "n_trials", len(results))
+        tracking.end_run(uri, parent)
+    return summary
+
+
+@contextlib.contextmanager
+def tracking_for_sweep(store_uri, d):
+    """A SQLite store is served by a local server for the sweep: concurrent trials, one writer."""
+    from orchestrator.mlflow_server import local_server
+
+    if not store_uri.startswith("sqlite:///"):
+        yield store_uri
+        return
+    artifacts = tracking._artifact_root(store_uri)
+    with local_server(store_uri, artifacts, Path(d) / "mlflow-server.log") as uri:
+        yield uri
+
+
+def run_tuner(d, base, space, settings, points, parent, uri, resume):
+    import ray
+    from ray import tune
+
+    trainable = tune.with_resources(
+        tune.with_parameters(trial_driver, base_cfg=base.to_dict(), parent_run_id=parent, uri=uri),
+        # The driver only waits on its Train workers, which hold the CPUs. Tune wants a non-empty
+        # request, and even 0.01 CPU would keep a worker that needs every CPU from ever fitting.
+        {"memory": 1})
+    tune_storage = storage_uri(base.storage_path) + "/sweeps"
+    if resume:
+        tuner = tune.Tuner.restore(f"{tune_storage}/{d.name}", trainable=trainable, resume_errored=True)
+    else:
+        search_alg, param_space, num_samples = search_setup(space, settings, points, base, d)
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples,
+                                        max_concurrent_trials=concurrency(base, ray.cluster_resources().get("CPU", 1)),
+                                        trial_name_creator=lambda t: f"trial-{t.trial_id}",
+                                        trial_dirname_creator=lambda t: f"trial-{t.trial_id}"),
+            run_config=tune.RunConfig(name=d.name, storage_path=tune_storage, stop=diverged_stopper,
+                                      verbose=1),
+        )
+    return tuner.fit()
+
+
+def search_setup(space, settings, points, base, d):
+    """(search_alg, param_space, num_samples) for tpe, grid or random. TPE's study lives in an
+    SQLite RDB in the sweep's folder, so its history outlives the driver."""
+    from ray import tune
+    from search_spaces.loader import paper_defaults, to_optuna, to_tune
+
+    mode = settings["search"]
+    if mode == "grid":
+        # Tune's grid is the cartesian product of each key's values: the same trials as ``points``.
+        return None, {k: tune.grid_search(list(dict.fromkeys(p[k] for p in points))) for k in points[0]}, 1
+    if mode == "random":
+        return None, to_tune(space), settings["num_samples"]
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{Path(d).absolute() / 'optuna.db'}")
+    alg = OptunaSearch(space=to_optuna(space), metric="objective", mode="min", storage=storage,
+                       study_name=d.name, points_to_evaluate=[paper_defaults(space)], seed=base.seed)
+    return alg, None, settings["num_samples"]
+
+
+def trial_driver(config, base_cfg, parent_run_id, uri):
+    """One Tune trial: a child MLflow run and a TorchTrainer reporting to Tune."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from orchestrator.train import build_trainer, run_tags
+
+    cfg = config_from_dict({**base_cfg, **config})
+    trial_id = tune.get_context().get_trial_id()
+    run_id = child_run(uri, cfg, parent_run_id, trial_id, run_tags())
+    storage = storage_uri(cfg.storage_path) + "/trials"
+    trainer = build_trainer(cfg, run_id, uri, storage, name=f"trial-{trial_id}", callbacks=[TuneReportCallback()])
+    status = "failed"
+    try:
+        result = trainer.fit()
+        status = "diverged" if (result.metrics or {}).get("diverged") else "finished"
+    finally:
+        tracking.client(uri).set_tag(run_id, "status", status)
+        tracking.end_run(uri, run_id, "FAILED" if status == "failed" else "FINISHED")
+
+
+def child_run(uri, cfg, parent_run_id, trial_id, tags):
+    """The trial's child run; the same one when a resumed sweep runs the trial again."""
+    c = tracking.client(uri)
+    exp = tracking.experiment_id(c, cfg.experiment, uri)
+    found = c.search_runs([exp], filter_string=f"tags.{TRIAL_TAG} = '{trial_id}' and "
+                                               f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    if found:
+        return found[0].info.run_id
+    return tracking.start_run(uri, cfg.experiment, f"trial-{trial_id}", cfg.to_dict(),
+                              {**tags, TRIAL_TAG: trial_id, "kind": "trial"}, parent_run_id)
+
+
+def diverged_stopper(trial_id, result):
+    return bool(result.get("diverged"))
+
+
+def summarize(uri, parent):
+    """A Markdown table of the child runs; the best one's id goes to the parent run."""
+    c = tracking.client(uri)
+    exp = c.get_run(parent).info.experiment_id
+    runs = c.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    keys = ("lr", "beta1", "bn_placement", "seed")
+    rows = []
+    for r in runs:
+        fd = r.data.metrics.get("objective", float("nan"))
+        rows.append((fd, r.info.run_id, [r.data.params.get(k, "") for k in keys], r.data.tags.get("status", "")))
+    rows.sort(key=lambda x: (x[0] != x[0], x[0]))  # NaN last
+    lines = ["| run | " + " | ".join(keys) + " | status | objective |", "|" + "---|" * (len(keys) + 3)]
+    for fd, run_id, vals, status in rows:
+        lines.append(f"| {run_id[:8]} | " + " | ".join(vals) + f" | {status} | {fd:.4g} |")
+    table = "\n".join(lines)
+    c.log_text(parent, table, "summary.md")
+    if rows and rows[0][0] == rows[0][0]:
+        c.set_tag(parent, "best_run_id", rows[0][1])
+    return table + f"\n\nparent run {parent}; open the MLflow UI with: dcgan-lab ui"

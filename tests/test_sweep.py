@@ -1,0 +1,115 @@
+"""Sweeps end to end through the CLI, as a user runs them: a real local Ray, a real MLflow server."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from conftest import ROOT, run_cli
+
+
+def _store(tmp_path):
+    return MlflowClient("sqlite:///" + str(tmp_path / "mlflow.db"))
+
+
+def _sweep_runs(client):
+    exp = client.get_experiment_by_name("dcgan-lab")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("kind") == "trial"]
+    return parents, children
+
+
+def test_smoke_sweep_end_to_end(tmp_path):
+    r = run_cli("sweep", "--preset", "smoke", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""}, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "| run | lr |" in r.stdout and "dcgan-lab ui" in r.stdout
+    client = _store(tmp_path)
+    (parent,), children = _sweep_runs(client)
+    assert len(children) == 2
+    assert {c.data.params["lr"] for c in children} == {"0.0002", "0.001"}
+    for c in children:
+        assert c.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert c.data.tags["status"] == "finished" and c.info.status == "FINISHED"
+        assert {"lr", "beta1", "bn_placement", "seed", "nz", "dataset"} <= set(c.data.params)
+        steps = [m.step for m in client.get_metric_history(c.info.run_id, "loss_g")]
+        assert steps == list(range(2, 13, 2))
+        assert any(f.path.endswith(".png") for f in client.list_artifacts(c.info.run_id, "images"))
+    assert parent.data.tags["git_commit"] and parent.data.tags["ray_version"]
+    assert parent.data.params["sweep_space"] == "smoke"
+    assert [f.path for f in client.list_artifacts(parent.info.run_id)] == ["summary.md"]
+
+
+def test_resume_after_driver_killed(tmp_path):
+    """Kill the sweep driver (and its Ray) after one trial finished; --resume completes the sweep,
+    the finished trial is not run again, and MLflow ends with one child run per trial."""
+    args = [sys.executable, "-m", "orchestrator.cli", "sweep", "--preset", "smoke",
+            "--set", "cpus_per_worker=2", "--set", "max_steps=40", "--set", "checkpoint_every=10"]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    client, finished_id = _store(tmp_path), None
+    deadline = time.time() + 400
+    try:
+        while time.time() < deadline and proc.poll() is None and finished_id is None:
+            time.sleep(1)
+            if not (tmp_path / "mlflow.db").exists() or client.get_experiment_by_name("dcgan-lab") is None:
+                continue
+            _, children = _sweep_runs(client)
+            done = [c for c in children if c.data.tags.get("status") == "finished"]
+            if done and len(children) == 2:
+                finished_id = done[0].info.run_id
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, cwd=ROOT)
+    assert finished_id, "no trial finished while the second was running"
+    before = client.get_metric_history(finished_id, "loss_g")
+
+    r = run_cli("sweep", "--preset", "smoke", "--set", "cpus_per_worker=2", "--set", "max_steps=40",
+                "--set", "checkpoint_every=10", "--resume", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""},
+                timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    parents, children = _sweep_runs(client)
+    assert len(parents) == 1 and len(children) == 2
+    assert all(c.data.tags["status"] == "finished" for c in children)
+    after = client.get_metric_history(finished_id, "loss_g")
+    assert [(m.step, m.value, m.timestamp) for m in after] == [(m.step, m.value, m.timestamp) for m in before]
+    for c in children:
+        steps = [m.step for m in client.get_metric_history(c.info.run_id, "loss_g")]
+        assert sorted(steps) == list(range(2, 41, 2)), steps  # each step once
+
+
+@pytest.mark.parametrize("argv, culprit", [
+    (["sweep", "--space", "nope"], "nope"),
+    (["sweep", "--search", "bayes"], "search='bayes'"),
+    (["sweep", "--preset", "quick", "--space", "paper-claims", "--search", "grid", "--num-samples", "3"], "num-samples=3"),
+    (["sweep", "--preset", "quick", "--space", "paper-claims", "--search", "tpe"], "paper-claims"),
+    (["sweep", "--preset", "smoke", "--seeds", "0"], "seeds=0"),
+    (["sweep", "--preset", "smoke", "--resume"], "--resume"),
+    (["sweep", "--preset", "smoke", "--set", "lr=-1"], "lr=-1.0"),
+])
+def test_sweep_bad_input(argv, culprit, tmp_path):
+    r = run_cli(*argv, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""})
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and culprit in lines[0], r.stderr
+    assert not (tmp_path / "sweeps").exists() and not (tmp_path / "ray_results").exists()
+
+
+def test_unreachable_ray_address(tmp_path):
+    r = run_cli("sweep", "--preset", "smoke", cwd=tmp_path,
+                env={"MLFLOW_TRACKING_URI": "", "RAY_ADDRESS": "127.0.0.1:1"}, timeout=180)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "RAY_ADDRESS" in r.stderr.strip().splitlines()[-1]
+
+
+def test_run_sweep_py_is_the_sweep_command():
+    r = subprocess.run([sys.executable, "run_sweep.py", "--preset", "smoke", "--dry-run"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "trials: 2" in r.stdout and "space: smoke" in r.stdout
