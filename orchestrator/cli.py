@@ -9,6 +9,7 @@ from orchestrator.errors import UserError
 COMMAND_MODULES = [
     "orchestrator.train",       # train, sample
     "orchestrator.sweep",       # sweep
+    "orchestrator.evaluate",    # evaluate
     "orchestrator.data_cmd",    # data preview
     "orchestrator.bench",       # bench
     "orchestrator.ui",          # ui

@@ -55,6 +55,12 @@ class Config:
     sample_every: int = _opt(200, "steps between fixed-noise sample grids", min=1)
     checkpoint_every: int = _opt(500, "steps between checkpoints", min=1)
     n_samples: int = _opt(64, "images in the fixed-noise grid", min=1)
+    # Evaluation (quality every eval_every steps; stability at the end).
+    eval_every: int = _opt(500, "steps between evaluations (FD, KID, precision/recall); 0: off", min=0)
+    eval_n: int = _opt(2000, "generated (and real) images per evaluation", min=1)
+    feature_extractor: str = _opt("auto", "auto: Inception when its weights are present, else the data set's evaluator",
+                                  choices=("auto", "domain", "inception"))
+    inception_weights: str = _opt("", "path to the FID Inception weights (empty: the library's cache)")
     # Distribution (Ray Train).
     num_workers: int = _opt(1, "Ray Train workers (DDP ranks)", min=1)
     cpus_per_worker: int = _opt(2, "CPUs per worker; torch threads follow it", min=1)

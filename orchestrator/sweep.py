@@ -46,6 +46,8 @@ def resolve_sweep(args):
     space = load_space(settings["space"])
     if settings["search"] == "tpe":
         to_optuna(space)  # a grid space cannot be searched by TPE: say so before Ray starts
+        if base.eval_every == 0:
+            raise bad_value("eval_every", 0, "> 0 for --search tpe (TPE minimises the run's FD)")
     points = None
     if settings["search"] == "grid":
         points = grid_points(space, settings["seeds"])

@@ -11,6 +11,7 @@ TRIAL_TAG = "trial_id"
 
 def run_sweep(preset, base, space, settings, points, resume=False):
     from orchestrator.train import check_resources, init_ray, prepare_storage, run_tags
+    from trainables.run_eval import prepare_evaluation
 
     d = sweep_dir(preset, space.name, settings["search"], resume)
     store_uri = tracking.tracking_uri(base.mlflow_uri)
@@ -18,6 +19,7 @@ def run_sweep(preset, base, space, settings, points, resume=False):
     init_ray()
     check_resources(base)
     prepare_storage(base.storage_path)
+    prepare_evaluation(base)
 
     with tracking_for_sweep(store_uri, d) as uri:
         if resume:
@@ -91,7 +93,7 @@ def search_setup(space, settings, points, base, d):
     from ray.tune.search.optuna import OptunaSearch
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{Path(d).absolute() / 'optuna.db'}")
-    alg = OptunaSearch(space=to_optuna(space), metric="objective", mode="min", storage=storage,
+    alg = OptunaSearch(space=to_optuna(space), metric="fd", mode="min", storage=storage,
                        study_name=d.name, points_to_evaluate=[paper_defaults(space)], seed=base.seed)
     return alg, None, settings["num_samples"]
 
@@ -101,20 +103,14 @@ def trial_driver(config, base_cfg, parent_run_id, uri):
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from orchestrator.train import build_trainer, run_tags
+    from orchestrator.train import build_trainer, fit_and_close, run_tags
 
     cfg = config_from_dict({**base_cfg, **config})
     trial_id = tune.get_context().get_trial_id()
     run_id = child_run(uri, cfg, parent_run_id, trial_id, run_tags())
     storage = storage_uri(cfg.storage_path) + "/trials"
     trainer = build_trainer(cfg, run_id, uri, storage, name=f"trial-{trial_id}", callbacks=[TuneReportCallback()])
-    status = "failed"
-    try:
-        result = trainer.fit()
-        status = "diverged" if (result.metrics or {}).get("diverged") else "finished"
-    finally:
-        tracking.client(uri).set_tag(run_id, "status", status)
-        tracking.end_run(uri, run_id, "FAILED" if status == "failed" else "FINISHED")
+    fit_and_close(trainer, uri, run_id)
 
 
 def child_run(uri, cfg, parent_run_id, trial_id, tags):
@@ -141,10 +137,10 @@ def summarize(uri, parent):
     keys = ("lr", "beta1", "bn_placement", "seed")
     rows = []
     for r in runs:
-        fd = r.data.metrics.get("objective", float("nan"))
+        fd = r.data.metrics.get("fd_final", float("nan"))
         rows.append((fd, r.info.run_id, [r.data.params.get(k, "") for k in keys], r.data.tags.get("status", "")))
     rows.sort(key=lambda x: (x[0] != x[0], x[0]))  # NaN last
-    lines = ["| run | " + " | ".join(keys) + " | status | objective |", "|" + "---|" * (len(keys) + 3)]
+    lines = ["| run | " + " | ".join(keys) + " | status | fd_final |", "|" + "---|" * (len(keys) + 3)]
     for fd, run_id, vals, status in rows:
         lines.append(f"| {run_id[:8]} | " + " | ".join(vals) + f" | {status} | {fd:.4g} |")
     table = "\n".join(lines)

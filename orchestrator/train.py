@@ -50,24 +50,34 @@ def print_dry_run(cfg):
 def run_training(cfg, run_name="train", parent_run_id=None, tags=None):
     """Start Ray if needed, create the MLflow run, train, and close the run with its status."""
     from orchestrator import tracking
+    from trainables.run_eval import prepare_evaluation
 
     uri = tracking.tracking_uri(cfg.mlflow_uri)
     tracking.check_reachable(uri)
     init_ray()
     check_resources(cfg)
     storage = prepare_storage(cfg.storage_path)
+    prepare_evaluation(cfg)
 
     run_id = tracking.start_run(uri, cfg.experiment, run_name, cfg.to_dict(),
                                 {**run_tags(), **(tags or {})}, parent_run_id)
     trainer = build_trainer(cfg, run_id, uri, storage, name=f"train-{run_id}")
+    return run_id, fit_and_close(trainer, uri, run_id)
+
+
+def fit_and_close(trainer, uri, run_id):
+    """Train, then close the MLflow run: FAILED on an error; else the status rank 0 tagged
+    (``finished`` or ``diverged``)."""
+    from orchestrator import tracking
+
     status = "failed"
     try:
-        result = trainer.fit()
-        status = "diverged" if (result.metrics or {}).get("diverged") else "finished"
+        trainer.fit()
+        status = tracking.client(uri).get_run(run_id).data.tags.get("status", "finished")
     finally:
         tracking.client(uri).set_tag(run_id, "status", status)
         tracking.end_run(uri, run_id, "FAILED" if status == "failed" else "FINISHED")
-    return run_id, status
+    return status
 
 
 def build_trainer(cfg, run_id, uri, storage, name, callbacks=()):

@@ -16,6 +16,7 @@ from trainables.checkpoints import CHECKPOINT_FILE, load_safe, restore_training_
 from trainables.data import DataRequest, build_dataset
 from trainables.data.sampler import ResumableBatchSampler
 from trainables.models import build_models, sample_z
+from trainables.run_eval import RunEvaluator
 from trainables.step import LOSS_KEYS, GANStep, generate, make_optimizers, noise_generator
 
 
@@ -61,6 +62,9 @@ def train_loop_per_worker(config):
             state = load_safe(Path(d) / CHECKPOINT_FILE)
         start_step, fixed_noise = restore_training_state(state, netG, netD, optG, optD)
     fixed_noise = fixed_noise.to(device)
+    evaluator = RunEvaluator(cfg, device)
+    if checkpoint is not None and "eval_history" in state:
+        evaluator.load_state_dict(state["eval_history"])
     # Ray registers a checkpoint only when it next polls the workers (every 2 s), so a restart
     # may begin before the last checkpoint reported: skip whatever steps the store already holds.
     logger = RunLogger.resuming(uri, run_id) if master else None
@@ -75,44 +79,63 @@ def train_loop_per_worker(config):
 
     step_fn = GANStep(netG, netD, optG, optD, cfg.nz, cfg.z_dist)
     progress = Progress(n_steps, start_step, cfg.batch_size) if master else None
-    status, step = "finished", start_step
+    status, step, latest = "finished", start_step, {}
     for real, _labels in loader:
         if step >= n_steps:
             break
         out = step_fn(real.to(device, non_blocking=True), noise_generator(cfg.seed, rank, step))
         step += 1
+        last = step == n_steps
 
-        if step % cfg.log_every == 0 or step == n_steps:
+        # Losses: the only host sync, on logging steps.
+        if step % cfg.log_every == 0 or last or evaluator.due(step, n_steps):
             values = {k: out[k].item() for k in LOSS_KEYS}
             if not all(math.isfinite(v) for v in values.values()):
                 status = "diverged"
-            if master:
+            if master and (step % cfg.log_every == 0 or last):
                 values["images_per_s"] = progress.rate(step)
                 logger.metrics(step, values)
                 progress.show(step, values)
-        if master and (step % cfg.sample_every == 0 or step == n_steps or status == "diverged"):
+        if master and (step % cfg.sample_every == 0 or last or status == "diverged"):
             logger.image(step, to_grid_image(generate(netG, fixed_noise)))
-        if step % cfg.checkpoint_every == 0 or step == n_steps or status == "diverged":
-            _report(step, status, master, cfg, netG, netD, optG, optD, fixed_noise, logger)
+
+        # Evaluate (every rank takes part), then report to Ray (a barrier) with a checkpoint.
+        evaluated = status != "diverged" and evaluator.due(step, n_steps)
+        if evaluated:
+            latest = evaluator(netG, step, values, fixed_noise)
+            if master:  # "fd" is Tune's generic key; MLflow keeps the evaluator's name (fd_faces, ...)
+                logger.metrics(step, {k: v for k, v in latest.items() if k != "fd"})
+        checkpointing = step % cfg.checkpoint_every == 0 or last or status == "diverged"
+        if evaluated or checkpointing:
+            metrics = {"step": step, "diverged": status == "diverged", **latest}
+            state = training_state(step, netG, netD, optG, optD, fixed_noise, cfg.to_dict()) \
+                if checkpointing and master else None
+            if state is not None:
+                state["eval_history"] = evaluator.state_dict()
+            _report(metrics, state, logger)
         if status == "diverged":
             break
 
     if master:
+        final = evaluator.final_metrics()
+        if final.get("diverged") or status == "diverged":
+            status = "diverged"
+        final["diverged"] = float(status == "diverged")
+        logger.metrics(step, final)
         logger.flush(retries=30)
         _log_final_models(logger, netG, netD, cfg, status, step)
 
 
-def _report(step, status, master, cfg, netG, netD, optG, optD, fixed_noise, logger):
-    """All ranks report (a barrier); rank 0 attaches the checkpoint, written atomically."""
+def _report(metrics, state, logger):
+    """Every rank reports (a barrier); rank 0 attaches the checkpoint when ``state`` is given."""
     import ray.train
 
-    metrics = {"step": step, "diverged": status == "diverged"}
-    if not master:
+    if logger is not None:
+        logger.flush()
+    if state is None:
         ray.train.report(metrics, checkpoint=None)
         return
-    logger.flush()
     with tempfile.TemporaryDirectory() as tmp:
-        state = training_state(step, netG, netD, optG, optD, fixed_noise, cfg.to_dict())
         save_atomic(state, Path(tmp) / CHECKPOINT_FILE)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 

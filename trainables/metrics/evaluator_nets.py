@@ -53,7 +53,7 @@ class SegNet(nn.Module):
     bottleneck (1/8 of the base size) average-pooled to 2x2, so FD sees the room's layout.
     """
 
-    def __init__(self, nc, image_size, n_classes, width=8):
+    def __init__(self, nc, image_size, n_classes, width=12):
         super().__init__()
         c = width
         stem, ch_in = [], nc

@@ -76,8 +76,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2):
     sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
     root1 = _psd_sqrt(sigma1)
     middle = root1 @ sigma2 @ root1
-    eig = np.linalg.eigvalsh((middle + middle.T) / 2)
-    tr_covmean = np.sqrt(np.clip(eig, 0, None)).sum()
+    tr_covmean = np.sqrt(_clip_null(np.linalg.eigvalsh((middle + middle.T) / 2))).sum()
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
 
@@ -87,9 +86,15 @@ def fd_stats_to_metric(stats_real, stats_fake):
 
 
 def _psd_sqrt(sigma):
-    # Rounding can leave tiny negative eigenvalues on a singular covariance: clip them.
     eig, vec = np.linalg.eigh((sigma + sigma.T) / 2)
-    return (vec * np.sqrt(np.clip(eig, 0, None))) @ vec.T
+    return (vec * np.sqrt(_clip_null(eig))) @ vec.T
+
+
+def _clip_null(eig):
+    # A singular covariance has eigenvalues that are 0 up to rounding, of either sign; their
+    # square roots would add ~sqrt(rounding) each. Zero those below numpy's rank tolerance.
+    tol = max(eig.max(), 0.0) * len(eig) * np.finfo(np.float64).eps
+    return np.where(eig > tol, eig, 0.0)
 
 
 @register_metric("fd")

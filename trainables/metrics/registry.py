@@ -4,6 +4,10 @@ A metric is ``fn(inputs) -> dict(key=value)``; ``inputs`` is the :class:`EvalInp
 evaluation (see ``evaluate.py``). Keys carry the evaluator's name where the value depends on
 the feature space, so tables say ``fd_faces``, never "FID".
 """
+from dataclasses import dataclass
+
+import torch
+
 from orchestrator.errors import UserError
 
 # Result keys. ``{ev}`` is the evaluator's name ("faces", "bedrooms", "mnist", "inception").
@@ -18,6 +22,19 @@ WINDOW_FRACTION = "window_fraction"    # synthetic bedrooms: mean predicted wind
 BED_FRACTION = "bed_fraction"
 
 METRICS = {}
+
+
+@dataclass
+class EvalInputs:
+    """Everything a metric may read about one evaluation (reals: the cached reference set)."""
+
+    evaluator: str             # the evaluator's name, for the result keys
+    real_stats: object         # FeatureStats of all reals / all fakes (FD)
+    fake_stats: object
+    real_features: torch.Tensor    # (N, d) features of up to MAX_KEPT_FEATURES reals / fakes
+    fake_features: torch.Tensor    # (KID, precision / recall)
+    real_labels: dict          # per-image ground truth of those reals, masks as pixel fractions
+    fake_predictions: dict     # per-image evaluator predictions for those fakes, likewise
 
 
 def register_metric(name):
@@ -44,4 +61,4 @@ def get_metric(name):
 
 def _load_builtin():
     # Importing the modules registers their metrics.
-    from trainables.metrics import coverage, frechet, kid, precision_recall  # noqa: F401
+    from trainables.metrics import coverage, frechet, kid, layout, precision_recall  # noqa: F401

@@ -12,8 +12,8 @@ A history holds one value per evaluation, in order. The definitions (also in doc
   evaluations (stride 1), averaged over the windows. A smooth trend contributes little; a
   loss that swings from one evaluation to the next contributes its swing.
 - ``diverged``: any non-finite ``loss_g`` or ``loss_d``; or D wins for good: over the last
-  ``patience`` evaluations D(G(z)) stays below ``d_fake_max`` and ``loss_g`` ends higher than
-  where the window starts.
+  ``patience`` evaluations D(G(z)) (``d_fake``, before D's step) stays below ``d_fake_max`` and
+  ``loss_g`` ends higher than where the window starts.
 - ``collapsed``: at the last evaluation the fakes' feature variance is below
   ``min_variance_ratio`` of the reals' (trace of the covariances in the evaluator's space), or,
   where attribute modes are counted, fewer than ``min_mode_share`` of them are covered.
@@ -60,11 +60,11 @@ def loss_oscillation(loss_g, window=LOSS_WINDOW):
     return float(windows.std(dim=1, unbiased=False).mean())
 
 
-def diverged(loss_g, loss_d, d_g_z, d_fake_max=D_FAKE_MAX, patience=DIVERGE_PATIENCE):
+def diverged(loss_g, loss_d, d_fake, d_fake_max=D_FAKE_MAX, patience=DIVERGE_PATIENCE):
     loss_g, loss_d = list(loss_g), list(loss_d)
     if not all(math.isfinite(v) for v in loss_g + loss_d):
         return True
-    tail_d, tail_g = list(d_g_z)[-patience:], loss_g[-patience:]
+    tail_d, tail_g = list(d_fake)[-patience:], loss_g[-patience:]
     if len(tail_d) < patience or len(tail_g) < patience:
         return False
     return all(v < d_fake_max for v in tail_d) and tail_g[-1] > tail_g[0]
@@ -79,12 +79,12 @@ def collapsed(variance_ratio, coverage_modes=None, n_modes=N_COMBOS,
     return list(coverage_modes)[-1] < min_mode_share * n_modes
 
 
-def stability_metrics(*, grids, fd, loss_g, loss_d, d_g_z, variance_ratio, coverage_modes=None, n_modes=N_COMBOS):
+def stability_metrics(*, grids, fd, loss_g, loss_d, d_fake, variance_ratio, coverage_modes=None, n_modes=N_COMBOS):
     """All stability metrics of a run, keyed by the constants above."""
     return {
         SAMPLE_OSCILLATION: sample_oscillation(grids),
         FD_VOLATILITY: fd_volatility(fd),
         LOSS_OSCILLATION: loss_oscillation(loss_g),
-        DIVERGED: diverged(loss_g, loss_d, d_g_z),
+        DIVERGED: diverged(loss_g, loss_d, d_fake),
         COLLAPSED: collapsed(variance_ratio, coverage_modes, n_modes),
     }
