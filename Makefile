@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 sweep: $(STAMP)
-	$(BIN)/dcgan-lab train --preset quick
+	$(BIN)/dcgan-lab sweep --preset quick
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
@@ -23,4 +23,4 @@ bench: $(STAMP)
 	$(BIN)/dcgan-lab bench
 
 clean:
-	rm -rf $(VENV) mlflow.db mlartifacts ray_results
+	rm -rf $(VENV) mlflow.db mlartifacts ray_results sweeps

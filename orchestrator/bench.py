@@ -48,6 +48,7 @@ def cmd_bench(args):
         results[name] = step_throughput(SIZES[name], args.steps, args.device)
         results[name]["achieved_vs_gemm"] = results[name]["project_gflops"] / results["gemm_gflops"]
     results["render_images_per_s"] = render_throughput()
+    results["evaluation"] = eval_cost()
     if not args.skip_ray:
         results["ray_train"] = ray_throughput()
     print_table(results, sizes)
@@ -180,6 +181,16 @@ def render_throughput(n=1000):
     return out
 
 
+def eval_cost():
+    """FD on 10,000 samples of a quick-size G (evaluator cached), and the evaluator's training time."""
+    from trainables.metrics.evaluate import fd_speed
+    from trainables.metrics.evaluators import get_evaluator
+
+    trained = get_evaluator("synthetic-faces", 32).train_seconds
+    return {"fd_10k_seconds": fd_speed("synthetic-faces", 32, 10_000, ngf=32)["seconds"],
+            "evaluator_train_seconds": trained}
+
+
 def ray_throughput(max_steps=120):
     """The real training loop under Ray Train at the quick size: 1 worker x 2 CPUs vs 2 x 1."""
     from mlflow import MlflowClient
@@ -192,6 +203,7 @@ def ray_throughput(max_steps=120):
         for workers in (1, 2):
             cfg = resolve_config("quick", {"num_workers": workers, "cpus_per_worker": 2 // workers,
                                            "max_steps": max_steps, "log_every": 10, "sample_every": 10_000,
+                                           "eval_every": 0,
                                            "checkpoint_every": 10_000, "mlflow_uri": uri,
                                            "storage_path": f"{tmp}/ray", "experiment": "bench"})
             t = time.perf_counter()
@@ -213,6 +225,9 @@ def print_table(r, sizes):
               f"{x['ratio']:>7.2f}{x['project_gflops']:>9.1f}{x['achieved_vs_gemm']:>9.0%}")
     for name, rate in r["render_images_per_s"].items():
         print(f"render {name} 64x64, 1 thread: {rate:.0f} img/s")
+    ev = r["evaluation"]
+    print(f"FD on 10,000 quick-size samples: {ev['fd_10k_seconds']:.1f} s; "
+          f"faces evaluator training (when it was built): {ev['evaluator_train_seconds']:.0f} s")
     if "ray_train" in r:
         rt = r["ray_train"]
         print(f"Ray Train quick size: 1 worker {rt['1_workers']['images_per_s']:.1f} img/s, "

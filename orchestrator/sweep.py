@@ -38,6 +38,10 @@ def resolve_sweep(args):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
+    if settings["scheduler"] not in ("none", "asha"):
+        raise bad_value("sweep.scheduler", settings["scheduler"], "none or asha")
+    if settings["scheduler"] == "asha" and base.eval_every == 0:
+        raise bad_value("eval_every", 0, "> 0 with the asha scheduler (it ranks trials by FD)")
     if settings["search"] not in SEARCH_MODES:
         raise bad_value("search", settings["search"], f"one of {', '.join(SEARCH_MODES)}")
     for key in ("num_samples", "seeds"):

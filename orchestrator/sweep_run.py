@@ -68,6 +68,7 @@ def run_tuner(d, base, space, settings, points, parent, uri, resume):
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples,
+                                        scheduler=make_scheduler(settings["scheduler"]),
                                         max_concurrent_trials=concurrency(base, ray.cluster_resources().get("CPU", 1)),
                                         trial_name_creator=lambda t: f"trial-{t.trial_id}",
                                         trial_dirname_creator=lambda t: f"trial-{t.trial_id}"),
@@ -96,6 +97,15 @@ def search_setup(space, settings, points, base, d):
     alg = OptunaSearch(space=to_optuna(space), metric="fd", mode="min", storage=storage,
                        study_name=d.name, points_to_evaluate=[paper_defaults(space)], seed=base.seed)
     return alg, None, settings["num_samples"]
+
+
+def make_scheduler(name):
+    """``asha``: stop trials whose FD lags at each rung (reports come every eval/checkpoint)."""
+    if name == "none":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(metric="fd", mode="min", grace_period=2, reduction_factor=2)
 
 
 def trial_driver(config, base_cfg, parent_run_id, uri):

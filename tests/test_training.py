@@ -132,3 +132,24 @@ def test_resources_that_never_fit_fail_fast(ray_local, mlflow_uri, tmp_path):
     with pytest.raises(UserError, match="use_gpu"):
         run_training(_smoke(mlflow_uri, tmp_path, use_gpu=True))
     assert MlflowClient(mlflow_uri).search_runs(["0"]) == []
+
+
+def test_run_logs_quality_and_stability(ray_local, mlflow_uri, tmp_path):
+    """The smoke preset evaluates at steps 6 and 12 in fd_faces (never "FID"), then logs the
+    run's stability metrics; ``dcgan-lab evaluate`` measures the reloaded G again."""
+    from orchestrator.cli import main
+
+    run_id, _ = run_training(_smoke(mlflow_uri, tmp_path))
+    metrics = MlflowClient(mlflow_uri).get_run(run_id).data.metrics
+    assert [s for s, _ in _history(mlflow_uri, run_id, "fd_faces")] == [6, 12]
+    assert not any("fid" in k for k in metrics) and "fd" not in metrics
+    for key in ("kid_faces", "precision", "recall", "coverage_kl", "coverage_modes", "fd_final", "fd_best",
+                "sample_oscillation", "fd_volatility", "loss_oscillation", "diverged", "collapsed"):
+        assert key in metrics, key
+    assert metrics["fd_final"] == metrics["fd_faces"] and metrics["fd_best"] <= metrics["fd_final"]
+
+    assert main(["evaluate", "--run", run_id, "--n", "300", "--mlflow-uri", mlflow_uri]) == 0
+    again = MlflowClient(mlflow_uri).get_run(run_id).data.metrics
+    assert again["fd_faces_n300"] > 0
+    assert main(["evaluate", "--run", "e" * 32, "--mlflow-uri", mlflow_uri]) == 2
+    assert main(["evaluate", "--run", run_id, "--n", "10", "--mlflow-uri", mlflow_uri]) == 2
