@@ -29,7 +29,7 @@ def local_server(backend_uri, artifact_root, log_path, timeout_s=90):
            "--workers", "1"]
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     uri = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(uri, proc, timeout_s, log_path)
@@ -40,6 +40,17 @@ def local_server(backend_uri, artifact_root, log_path, timeout_s=90):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _die_with_parent():
+    """Linux: the server gets SIGTERM when the sweep driver dies, even by SIGKILL."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def wait_healthy(uri, proc, timeout_s, log_path):

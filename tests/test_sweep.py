@@ -61,13 +61,12 @@ def test_resume_after_driver_killed(tmp_path):
                 continue
             _, children = _sweep_runs(client)
             done = [c for c in children if c.data.tags.get("status") == "finished"]
-            if done and len(children) == 2:
+            if len(done) == 1:
                 finished_id = done[0].info.run_id
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver with the local Ray it started
         proc.wait()
-        subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, cwd=ROOT)
-    assert finished_id, "no trial finished while the second was running"
+    assert finished_id, "the sweep ended before one trial alone had finished"
     before = client.get_metric_history(finished_id, "loss_g")
 
     r = run_cli("sweep", "--preset", "smoke", "--set", "cpus_per_worker=2", "--set", "max_steps=40",
