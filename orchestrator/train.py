@@ -52,6 +52,7 @@ def run_training(cfg, run_name="train", parent_run_id=None, tags=None):
     from orchestrator import tracking
     from trainables.run_eval import prepare_evaluation
 
+    cfg = with_absolute_paths(cfg)
     uri = tracking.tracking_uri(cfg.mlflow_uri)
     tracking.check_reachable(uri)
     init_ray()
@@ -146,6 +147,16 @@ def check_resources(cfg):
         key = "use_gpu" if cfg.use_gpu else "cpus_per_worker"
         raise UserError(f"num_workers={cfg.num_workers} x {key}={per_worker if not cfg.use_gpu else True} "
                         f"cannot fit: the Ray cluster has {total:g} {need}(s) in all, room for {fits} worker(s)")
+
+
+def with_absolute_paths(cfg):
+    """Local paths made absolute in the driver: Tune runs each trial in its own working directory."""
+    import dataclasses
+
+    from orchestrator.sweep import storage_uri
+
+    return dataclasses.replace(cfg, storage_path=storage_uri(cfg.storage_path),
+                               data_root=str(Path(cfg.data_root).expanduser().absolute()))
 
 
 def prepare_storage(path):

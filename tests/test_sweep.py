@@ -42,6 +42,8 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert parent.data.tags["git_commit"] and parent.data.tags["ray_version"]
     assert parent.data.params["sweep_space"] == "smoke"
     assert [f.path for f in client.list_artifacts(parent.info.run_id)] == ["summary.md"]
+    # Checkpoints land in the user's storage_path, not in Tune's per-trial working directory.
+    assert len(list((tmp_path / "ray_results" / "trials").glob("trial-*/checkpoint_*"))) >= 2
 
 
 def test_resume_after_driver_killed(tmp_path):
@@ -112,3 +114,38 @@ def test_run_sweep_py_is_the_sweep_command():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "trials: 2" in r.stdout and "space: smoke" in r.stdout
+
+
+def test_two_node_cluster_four_concurrent_trials(tmp_path):
+    """A head and a second node started with ``ray start`` on loopback (2 CPUs each); the smoke
+    sweep with RAY_ADDRESS set runs 4 trials at once, on both nodes, each logging every step
+    through the sweep's MLflow server: every metric arrives, no "database is locked"."""
+    import ray
+
+    ray.shutdown()  # this process must not be a driver of what `ray stop` ends below
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    port = 6379 + os.getpid() % 1000
+    (tmp_path / "four.yaml").write_text(
+        "params:\n  lr: {dist: grid, values: [2.0e-4, 1.0e-3]}\n  beta1: {dist: grid, values: [0.5, 0.9]}\n")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
+    try:
+        for extra in (["--head", f"--port={port}"], [f"--address=127.0.0.1:{port}"]):
+            r = subprocess.run([ray_bin, "start", *extra, "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                                "--include-dashboard=false" if "--head" in extra else "--disable-usage-stats"],
+                               capture_output=True, text=True, env=env, timeout=120)
+            assert r.returncode == 0, r.stderr[-2000:]
+        r = run_cli("sweep", "--preset", "smoke", "--space", str(tmp_path / "four.yaml"),
+                    "--set", "log_every=1", "--set", "max_steps=40", "--set", "eval_every=0",
+                    cwd=tmp_path, env={"MLFLOW_TRACKING_URI": "", "RAY_ADDRESS": f"127.0.0.1:{port}"}, timeout=600)
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "database is locked" not in r.stdout + r.stderr
+    client = _store(tmp_path)
+    _, children = _sweep_runs(client)
+    assert len(children) == 4
+    written = sum(len(client.get_metric_history(c.info.run_id, k)) for c in children
+                  for k in ("loss_d", "loss_g", "d_real", "d_fake", "d_fake_g"))
+    print(f"\nmetrics written / expected: {written} / {4 * 40 * 5}")
+    assert written == 4 * 40 * 5
+    assert len({c.data.tags["node_id"] for c in children}) == 2

@@ -68,6 +68,8 @@ def train_loop_per_worker(config):
     # Ray registers a checkpoint only when it next polls the workers (every 2 s), so a restart
     # may begin before the last checkpoint reported: skip whatever steps the store already holds.
     logger = RunLogger.resuming(uri, run_id) if master else None
+    if master:
+        logger.tags({"node_id": ray.get_runtime_context().get_node_id()})
 
     # Load training set, sharded by rank.
     dataset = build_dataset(data_request(cfg))
