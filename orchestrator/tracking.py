@@ -79,6 +79,8 @@ def get_run(uri, run_id):
 
     if not run_id or "/" in run_id or ".." in run_id:
         raise UserError(f"run={run_id!r} is not a valid MLflow run id")
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        raise UserError(f"run={run_id!r} was not found: there is no tracking store at {uri}")
     try:
         return client(uri).get_run(run_id)
     except MlflowException:
@@ -203,3 +205,6 @@ def _quiet_mlflow():
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     warnings.filterwarnings("ignore", module="mlflow")
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "Creating initial tables" on stderr
