@@ -127,7 +127,9 @@ def test_two_node_cluster_four_concurrent_trials(tmp_path):
     port = 6379 + os.getpid() % 1000
     (tmp_path / "four.yaml").write_text(
         "params:\n  lr: {dist: grid, values: [2.0e-4, 1.0e-3]}\n  beta1: {dist: grid, values: [0.5, 0.9]}\n")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
+    # Token authentication stays on: every node and the driver read the same ~/.ray/auth_token.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "", "RAY_AUTH_MODE": "token"}
+    subprocess.run([ray_bin, "get-auth-token", "--generate"], capture_output=True, env=env, timeout=60, check=True)
     try:
         for extra in (["--head", f"--port={port}"], [f"--address=127.0.0.1:{port}"]):
             r = subprocess.run([ray_bin, "start", *extra, "--node-ip-address=127.0.0.1", "--num-cpus=2",
@@ -136,7 +138,8 @@ def test_two_node_cluster_four_concurrent_trials(tmp_path):
             assert r.returncode == 0, r.stderr[-2000:]
         r = run_cli("sweep", "--preset", "smoke", "--space", str(tmp_path / "four.yaml"),
                     "--set", "log_every=1", "--set", "max_steps=40", "--set", "eval_every=0",
-                    cwd=tmp_path, env={"MLFLOW_TRACKING_URI": "", "RAY_ADDRESS": f"127.0.0.1:{port}"}, timeout=600)
+                    cwd=tmp_path, env={"MLFLOW_TRACKING_URI": "", "RAY_ADDRESS": f"127.0.0.1:{port}",
+                                       "RAY_AUTH_MODE": "token"}, timeout=600)
     finally:
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
