@@ -118,10 +118,10 @@ def step_throughput(overrides, steps, device="cpu"):
     netG, netD = (n.to(device) for n in build_models(cfg))
     plain_step = plain_loop_step(netG, netD, cfg, real)
     plain = _rate(plain_step, steps, cfg.batch_size, sync=lambda out: out)
-    gflops = flops_per_image(cfg) * project / 1e9
+    gflop_per_image = flops_per_image(cfg) / 1e9
     return {"batch_size": cfg.batch_size, "image_size": cfg.image_size, "project_images_per_s": project,
-            "plain_images_per_s": plain, "ratio": project / plain, "project_gflops": gflops,
-            "gflop_per_image": flops_per_image(cfg) / 1e9}
+            "plain_images_per_s": plain, "ratio": project / plain,
+            "project_gflops": gflop_per_image * project, "gflop_per_image": gflop_per_image}
 
 
 def plain_loop_step(netG, netD, cfg, real):

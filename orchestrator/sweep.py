@@ -99,11 +99,6 @@ def sweep_dir(preset, space_name, search, resume):
     return root / f"{stem}-{taken[-1][0] + 1 if taken else 1}"
 
 
-def storage_uri(path):
-    """A local storage path made absolute; s3:// and other URIs as they are."""
-    return path if "://" in path else str(Path(path).absolute())
-
-
 def read_sweep_file(d):
     return json.loads((Path(d) / SWEEP_FILE).read_text())
 

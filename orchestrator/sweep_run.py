@@ -4,7 +4,7 @@ from pathlib import Path
 
 from orchestrator import tracking
 from orchestrator.config import config_from_dict
-from orchestrator.sweep import concurrency, read_sweep_file, storage_uri, sweep_dir, write_sweep_file
+from orchestrator.sweep import concurrency, read_sweep_file, sweep_dir, write_sweep_file
 
 TRIAL_TAG = "trial_id"
 
@@ -60,7 +60,7 @@ def run_tuner(d, base, space, settings, points, parent, uri, resume):
         # The driver only waits on its Train workers, which hold the CPUs. Tune wants a non-empty
         # request, and even 0.01 CPU would keep a worker that needs every CPU from ever fitting.
         {"memory": 1})
-    tune_storage = storage_uri(base.storage_path) + "/sweeps"
+    tune_storage = base.storage_path + "/sweeps"  # absolute already (run_sweep)
     if resume:
         tuner = tune.Tuner.restore(f"{tune_storage}/{d.name}", trainable=trainable, resume_errored=True)
     else:
@@ -119,7 +119,7 @@ def trial_driver(config, base_cfg, parent_run_id, uri):
     cfg = config_from_dict({**base_cfg, **config})
     trial_id = tune.get_context().get_trial_id()
     run_id = child_run(uri, cfg, parent_run_id, trial_id, run_tags())
-    storage = storage_uri(cfg.storage_path) + "/trials"
+    storage = cfg.storage_path + "/trials"  # absolute already: the base config was made so
     trainer = build_trainer(cfg, run_id, uri, storage, name=f"trial-{trial_id}", callbacks=[TuneReportCallback()])
     fit_and_close(trainer, uri, run_id)
 

@@ -57,7 +57,7 @@ def check_reachable(uri):
 
 def start_run(uri, experiment, run_name, params, tags, parent_run_id=None):
     """Create a run with the whole resolved config as params; returns its id."""
-    from mlflow.entities import Param, RunTag
+    from mlflow.entities import Param
 
     c = client(uri)
     tags = dict(tags)

@@ -33,7 +33,7 @@ def cmd_train(args):
         return 0
     run_id, status = run_training(cfg, run_name=args.preset or "train")
     print(f"run {run_id}: {status}")
-    print(f"last sample grid in the MLflow run's artifacts (images/); open the UI with: dcgan-lab ui")
+    print("last sample grid in the MLflow run's artifacts (images/); open the UI with: dcgan-lab ui")
     return 0 if status == "finished" else 1
 
 
@@ -153,9 +153,8 @@ def with_absolute_paths(cfg):
     """Local paths made absolute in the driver: Tune runs each trial in its own working directory."""
     import dataclasses
 
-    from orchestrator.sweep import storage_uri
-
-    return dataclasses.replace(cfg, storage_path=storage_uri(cfg.storage_path),
+    storage = cfg.storage_path if "://" in cfg.storage_path else str(Path(cfg.storage_path).absolute())
+    return dataclasses.replace(cfg, storage_path=storage,
                                data_root=str(Path(cfg.data_root).expanduser().absolute()))
 
 

@@ -97,4 +97,4 @@ class RunEvaluator:
 
     def load_state_dict(self, state):
         for k, v in state.items():
-            self.history[k] = list(v) if k != "grids" else [g for g in v]
+            self.history[k] = list(v)  # grids: a stacked tensor back to a list of grids
