@@ -40,6 +40,15 @@ class Config:
     ngf: int = _opt(64, "generator width (channels of its last hidden layer)", min=1)
     ndf: int = _opt(64, "discriminator width (channels of its first layer)", min=1)
     bn_placement: str = _opt("paper", "where BatchNorm goes", choices=BN_PLACEMENTS)
+    g_upsample: str = _opt("transposed", "G's upsampling: fractionally-strided convs (paper) or resize + conv",
+                           choices=("transposed", "resize_conv"))
+    d_downsample: str = _opt("strided", "D's downsampling: strided convs (paper) or conv + max-pooling",
+                             choices=("strided", "maxpool"))
+    d_head: str = _opt("conv", "D's output: conv to one logit (paper), global average pooling, or an FC hidden layer",
+                       choices=("conv", "gap", "fc"))
+    g_activation: str = _opt("relu", "G's hidden activation (paper: relu)", choices=("relu", "leaky_relu"))
+    d_activation: str = _opt("leaky_relu", "D's hidden activation (paper: leaky_relu, slope 0.2)",
+                             choices=("leaky_relu", "relu"))
     # Optimisation (paper section 4).
     lr: float = _opt(2e-4, "Adam learning rate for both nets", gt=0)
     lr_g: Optional[float] = _opt(None, "generator learning rate (null: lr)", gt=0)

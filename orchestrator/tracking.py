@@ -94,7 +94,7 @@ def load_generator(uri, run_id):
 
     from orchestrator.config import config_from_dict
     from trainables.checkpoints import load_safe
-    from trainables.models import Generator
+    from trainables.models import build_generator
 
     get_run(uri, run_id)
     try:
@@ -105,7 +105,7 @@ def load_generator(uri, run_id):
     if not (local / "generator.pt").is_file():
         raise UserError(f"run={run_id!r} has no generator: {MODEL_DIR}/generator.pt is missing")
     cfg = config_from_dict(yaml.safe_load((local / "config.yaml").read_text()))
-    netG = Generator(cfg.nz, cfg.ngf, cfg.nc, cfg.image_size, cfg.bn_placement)
+    netG = build_generator(cfg)
     netG.load_state_dict(load_safe(local / "generator.pt"))
     return netG, cfg
 

@@ -10,6 +10,10 @@ A space file names config keys and how each is searched::
 
 Every key must be a config key and every bound or value must be a valid value of that key, so a
 bad space fails before Ray starts, with one line naming the file, the key and the problem.
+
+A grid is the full factorial unless ``design: one_at_a_time``: then it is the paper's setting
+of every key plus, for each key, each other value with the rest at the paper's (1 + sum of
+(values - 1) configs), the smallest design in which every factor has a matched pair.
 """
 import itertools
 from dataclasses import dataclass
@@ -32,6 +36,7 @@ DISTRIBUTIONS = {
     "grid": ("values",),             # every value is run (the factorial)
 }
 FINITE = ("choice", "grid")
+DESIGNS = ("factorial", "one_at_a_time")
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class SearchSpace:
     path: Path
     description: str
     params: dict       # config key -> Param, in file order
+    design: str = "factorial"   # how a grid combines the params' values (DESIGNS)
 
 
 def space_names():
@@ -65,8 +71,12 @@ def load_space(name_or_path):
         got = "an empty file" if data is None else f"a {type(data).__name__}"
         raise UserError(f"search space {path}: must be a mapping with 'params' (got {got})")
     for top in data:
-        if top not in ("description", "params"):
-            raise UserError(f"search space {path}: unknown top-level key {top!r}: allowed: description, params")
+        if top not in ("description", "params", "design"):
+            raise UserError(f"search space {path}: unknown top-level key {top!r}: "
+                            "allowed: description, params, design")
+    design = data.get("design", "factorial")
+    if design not in DESIGNS:
+        raise UserError(f"search space {path}: design={design!r}: allowed: {', '.join(DESIGNS)}")
     if not isinstance(data.get("params"), dict) or not data["params"]:
         raise UserError(f"search space {path}: params: must be a non-empty mapping of config keys "
                         f"(got {data.get('params')!r})")
@@ -76,7 +86,10 @@ def load_space(name_or_path):
             params[key] = _check_param(key, spec)
         except UserError as err:
             raise UserError(f"search space {path}: params.{key}: {err}") from None
-    return SearchSpace(path.stem, path, str(data.get("description") or ""), params)
+    space = SearchSpace(path.stem, path, str(data.get("description") or ""), params, design)
+    if design == "one_at_a_time":
+        paper_defaults(space)  # the baseline must be in every key's values
+    return space
 
 
 def _find(name_or_path):
@@ -183,7 +196,12 @@ def grid_points(space, seeds):
         raise UserError(f"search space {space.path}: params.seed is set by the sweep's seed count, "
                         "not by the space")
     keys = list(space.params)
-    combos = list(itertools.product(*(space.params[k].values for k in keys)))
+    if space.design == "one_at_a_time":
+        base = paper_defaults(space)
+        combos = [tuple(base.values())] + [tuple(v if k == key else base[k] for k in keys)
+                                            for key in keys for v in space.params[key].values if v != base[key]]
+    else:
+        combos = list(itertools.product(*(space.params[k].values for k in keys)))
     return [{**dict(zip(keys, combo)), "seed": seed} for seed in range(seeds) for combo in combos]
 
 

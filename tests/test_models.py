@@ -71,3 +71,43 @@ def test_dry_run_prints_both_counts():
     assert r.returncode == 0, r.stderr
     assert "G = 3,576,704" in r.stdout and "D = 2,765,568" in r.stdout
     assert "lr: 0.0002" in r.stdout and "beta1: 0.5" in r.stdout
+
+
+@pytest.mark.parametrize("option,value", [("g_upsample", "resize_conv"), ("d_downsample", "maxpool"),
+                                          ("d_head", "gap"), ("d_head", "fc"), ("g_activation", "leaky_relu"),
+                                          ("d_activation", "relu")])
+def test_architecture_alternatives(option, value):
+    """Each of the paper's section 3 guidelines has its alternative; the rest stays the paper's."""
+    cfg = resolve_config(overrides={"image_size": 32, "ngf": 8, "ndf": 8, option: value})
+    netG, netD = build_models(cfg)
+    kinds_g, kinds_d = _layer_kinds(netG), _layer_kinds(netD)
+    z = torch.randn(5, cfg.nz)
+    x = netG(z)
+    assert x.shape == (5, 3, 32, 32) and netD(x).shape == (5,)
+    expect = {
+        "g_upsample": lambda: kinds_g.count("Upsample") == 3 and kinds_g.count("ConvTranspose2d") == 1
+        and kinds_g.count("Conv2d") == 3,
+        "d_downsample": lambda: kinds_d.count("MaxPool2d") == 3 and all(
+            m.stride == (1, 1) for m in netD.modules() if isinstance(m, nn.Conv2d)),
+        "d_head": lambda: (kinds_d[-2:] == ["Conv2d", "AdaptiveAvgPool2d"] and
+                           netD.main[-2].kernel_size == (1, 1)) if value == "gap" else
+        (kinds_d[-4:] == ["Flatten", "Linear", "LeakyReLU", "Linear"] and netD.main[-3].in_features == 32 * 16),
+        "g_activation": lambda: "ReLU" not in kinds_g and kinds_g.count("LeakyReLU") == 3,
+        "d_activation": lambda: "LeakyReLU" not in kinds_d and kinds_d.count("ReLU") == 3,
+    }[option]
+    assert expect(), (kinds_g, kinds_d)
+    # D's feature taps stay one per hidden layer, at the layer's output resolution.
+    feats = []
+    hooks = [m.register_forward_hook(lambda _m, _i, o: feats.append(o.shape)) for m in netD.hidden_layers()]
+    netD(x)
+    for h in hooks:
+        h.remove()
+    assert [f[1:] for f in feats] == [(8, 16, 16), (16, 8, 8), (32, 4, 4)]
+
+
+def test_architecture_defaults_are_the_papers():
+    cfg = resolve_config()
+    assert (cfg.g_upsample, cfg.d_downsample, cfg.d_head, cfg.g_activation, cfg.d_activation) == \
+        ("transposed", "strided", "conv", "relu", "leaky_relu")
+    netG, netD = build_models(resolve_config(overrides={"image_size": 64}))
+    assert count_params(netG) == 3_576_704 and count_params(netD) == 2_765_568
