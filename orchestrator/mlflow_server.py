@@ -21,8 +21,9 @@ def free_port():
 
 
 @contextmanager
-def local_server(backend_uri, artifact_root, log_path, timeout_s=90):
-    """Serve ``backend_uri`` on 127.0.0.1; yields the server's http URI."""
+def local_server(backend_uri, artifact_root, log_path, timeout_s=300):
+    """Serve ``backend_uri`` on 127.0.0.1; yields the server's http URI. A loaded machine can take
+    minutes to start it; a server that exits fails at once."""
     port = free_port()
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
            "--default-artifact-root", artifact_root, "--host", "127.0.0.1", "--port", str(port),
