@@ -47,6 +47,18 @@ def test_paper_claims_is_the_factorial():
     assert all(isinstance(p["lr"], float) for p in points)
 
 
+def test_architecture_is_one_factor_at_a_time():
+    space = load_space("architecture")
+    points = grid_points(space, seeds=2)
+    paper = {"d_downsample": "strided", "g_upsample": "transposed", "d_head": "conv",
+             "d_activation": "leaky_relu", "g_activation": "relu"}
+    assert len(points) == 14 and points[0] == {**paper, "seed": 0} and points[7] == {**paper, "seed": 1}
+    # Every other point differs from the paper's net in exactly one key, and every value is run.
+    for p in points[1:7]:
+        assert sum(p[k] != v for k, v in paper.items()) == 1
+    assert {(k, p[k]) for p in points for k in paper} == {(k, v) for k in paper for v in space.params[k].values}
+
+
 def test_paper_defaults_are_the_configs():
     cfg = Config()
     for name in ("lr-beta1-bn", "paper-claims"):
@@ -117,6 +129,9 @@ def test_bad_param_names_file_key_and_problem(tmp_path, body, key, problem):
     ("params: {}\n", "params: must be a non-empty mapping"),
     ("prams:\n  lr: {dist: uniform, low: 0.1, high: 0.2}\n", "unknown top-level key 'prams'"),
     ("params:\n  lr: {dist: uniform, low: 0.1, high: 0.2}\nseeds: 3\n", "unknown top-level key 'seeds'"),
+    ("design: latin\nparams:\n  lr: {dist: grid, values: [0.1]}\n", "design='latin': allowed: factorial, one_at_a_time"),
+    ("design: one_at_a_time\nparams:\n  lr: {dist: grid, values: [0.1, 0.2]}\n",
+     "params.lr does not contain the paper's default lr=0.0002"),
 ])
 def test_bad_file_names_file_and_problem(tmp_path, text, problem):
     path = tmp_path / "bad.yaml"
