@@ -10,6 +10,7 @@ COMMAND_MODULES = [
     "orchestrator.train",       # train, sample
     "orchestrator.sweep",       # sweep
     "orchestrator.evaluate",    # evaluate
+    "orchestrator.latent_cmd",  # latent walk|sheet|arithmetic|turn|forget|neighbours, represent
     "orchestrator.data_cmd",    # data preview
     "orchestrator.bench",       # bench
     "orchestrator.ui",          # ui
