@@ -117,7 +117,8 @@ def cmd_latent(args):
         check(args, cfg)
     netG = fixed_bn(netG, cfg.nz, cfg.z_dist, seed=args.seed)
     report = EXPERIMENTS[args.experiment](args, netG, cfg, uri)
-    publish(report, uri, args, args.experiment)
+    # Each recipe keeps its own folder and artifacts.
+    publish(report, uri, args, args.experiment + (f"-{args.recipe}" if getattr(args, "recipe", None) else ""))
     return 0
 
 
