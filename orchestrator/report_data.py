@@ -45,10 +45,14 @@ def find_runs(uri, sweep=None, experiment=None):
         token = page.token
         if not token:
             break
+    running = [r for r in runs if r.info.status in ("RUNNING", "SCHEDULED")]
+    runs = [r for r in runs if r.info.status not in ("RUNNING", "SCHEDULED")]  # unfinished: no result yet
     if not runs:
         raise UserError(f"{'sweep' if sweep else 'experiment'}={sweep or experiment!r}: no runs match "
-                        f"(the report needs finished trial or training runs)")
+                        f"(the report needs finished trial or training runs; {len(running)} still running)")
     runs.sort(key=lambda r: r.info.start_time or 0)
+    if running:
+        label += f" ({len(running)} unfinished runs left out)"
     return runs, parent, label
 
 
