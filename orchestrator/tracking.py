@@ -3,6 +3,7 @@
 Every subcommand picks its store the same way: ``mlflow_uri`` if set, else ``$MLFLOW_TRACKING_URI``,
 else a SQLite file ``mlflow.db`` in the working directory with artifacts in ``mlartifacts/`` beside it.
 """
+import contextlib
 import io
 import os
 import sys
@@ -14,6 +15,10 @@ from orchestrator.errors import UserError
 
 DEFAULT_DB = "mlflow.db"
 MODEL_DIR = "model"          # artifacts: model/generator.pt, model/discriminator.pt, model/config.yaml
+# MLflow's HTTP client retries a dead server for minutes (7 retries, doubling back-off) and
+# waits 120 s on a silent one. The reachability probe and the run logger want the failure now:
+# the logger buffers and retries on its own, without stalling training.
+FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 
 
 def tracking_uri(cfg_uri=""):
@@ -46,10 +51,33 @@ def experiment_id(c, name, uri):
     return c.create_experiment(name, artifact_location=_artifact_root(uri))
 
 
-def check_reachable(uri):
-    """Fail early, with one line, when the tracking store cannot be reached."""
+@contextlib.contextmanager
+def fail_fast():
+    """MLflow requests in this block fail at once instead of retrying (MLflow reads these per request)."""
+    saved = {k: os.environ.get(k) for k in FAIL_FAST}
+    os.environ.update(FAIL_FAST)
     try:
-        client(uri).search_experiments(max_results=1)
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def check_reachable(uri):
+    """Fail early, with one line, when the tracking store cannot be reached. A SQLite store that
+    does not exist yet is not created here (the first run creates it): only its folder is checked."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        if not db.parent.is_dir() or not os.access(db.parent, os.W_OK):
+            raise UserError(f"mlflow_uri={uri!r} cannot be used: {db.parent} is not a writable folder")
+        if not db.exists():
+            return
+    try:
+        with fail_fast():
+            client(uri).search_experiments(max_results=1)
     except Exception as err:  # noqa: BLE001 - any failure here means "cannot reach the store"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"mlflow_uri={uri!r} cannot be reached: {first[:200]}") from None
@@ -148,9 +176,10 @@ class RunLogger:
             if not self.pending:
                 return True
             try:
-                for i in range(0, len(self.pending), 1000):   # the store's batch limit
-                    self.client.log_batch(self.run_id, metrics=self.pending[i:i + 1000])
-                self.pending = []
+                while self.pending:   # in the store's batch limit; what was written is not sent again
+                    with fail_fast():
+                        self.client.log_batch(self.run_id, metrics=self.pending[:1000])
+                    self.pending = self.pending[1000:]
                 if self.warned:
                     print("[dcgan-lab] tracking store is back; buffered metrics were written", file=sys.stderr)
                     self.warned = False
@@ -185,7 +214,8 @@ class RunLogger:
     def _try(self, fn, retries=1):
         for attempt in range(retries + 1):
             try:
-                return fn()
+                with fail_fast():
+                    return fn()
             except Exception as err:  # noqa: BLE001
                 if attempt == retries:
                     print(f"[dcgan-lab] warning: could not log to the tracking store: {err}", file=sys.stderr)

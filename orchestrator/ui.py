@@ -21,7 +21,11 @@ def cmd_ui(args):
         return 0
     if not 0 < args.port < 65536:
         raise UserError(f"port={args.port} is not allowed: 1..65535")
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-           "--port", str(args.port)]
     print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
-    os.execv(sys.executable, cmd)
+    os.execv(sys.executable, ui_command(uri, args.port))
+
+
+def ui_command(uri, port):
+    """The MLflow UI on loopback only: reach it from elsewhere through an SSH port forward."""
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+            "--port", str(port)]

@@ -33,3 +33,24 @@ def run_cli(*args, cwd=None, env=None, timeout=300):
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd or ROOT,
                           env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+FIGURES = []   # (test id, figure): printed in pytest's summary, with or without -s
+
+
+@pytest.fixture
+def figure(request, record_property):
+    """Report a fault test's figure (steps lost, metrics lost, errors raised): printed, in the
+    JUnit XML as a property, and in a "figures" section at the end of the pytest run."""
+    def report(text):
+        print(f"\n{text}")
+        record_property("figure", text)
+        FIGURES.append((request.node.nodeid, text))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("figures")
+        for nodeid, text in FIGURES:
+            terminalreporter.write_line(f"{nodeid}: {text}")

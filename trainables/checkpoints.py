@@ -3,6 +3,7 @@
 ``weights_only=True`` refuses pickled code, so a planted checkpoint cannot run anything.
 """
 import os
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -28,7 +29,18 @@ def save_atomic(obj, path):
 
 
 def load_safe(path, map_location="cpu"):
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Tensors and plain containers only. A file that holds anything else (pickled code) or is cut
+    short is refused with one line naming it; nothing in it runs."""
+    from orchestrator.errors import UserError
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        what = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
+        raise UserError(f"{path}: refused: not a plain weights file ({what or 'unsafe pickle'})") from None
+    except (RuntimeError, EOFError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path}: refused: damaged or incomplete ({first[:160]})") from None
 
 
 def training_state(step, netG, netD, optG, optD, fixed_noise, cfg_dict):
