@@ -10,13 +10,14 @@ TRIAL_TAG = "trial_id"
 
 
 def run_sweep(preset, base, space, settings, points, resume=False):
-    from orchestrator.train import check_resources, init_ray, prepare_storage, run_tags, with_absolute_paths
+    from orchestrator.train import check_data, check_resources, init_ray, prepare_storage, run_tags, with_absolute_paths
     from trainables.run_eval import prepare_evaluation
 
     base = with_absolute_paths(base)
     d = sweep_dir(preset, space.name, settings["search"], resume)
     store_uri = tracking.tracking_uri(base.mlflow_uri)
     tracking.check_reachable(store_uri)
+    check_data(base)
     init_ray()
     check_resources(base)
     prepare_storage(base.storage_path)

@@ -55,6 +55,7 @@ def run_training(cfg, run_name="train", parent_run_id=None, tags=None):
     cfg = with_absolute_paths(cfg)
     uri = tracking.tracking_uri(cfg.mlflow_uri)
     tracking.check_reachable(uri)
+    check_data(cfg)
     init_ray()
     check_resources(cfg)
     storage = prepare_storage(cfg.storage_path)
@@ -147,6 +148,16 @@ def check_resources(cfg):
         key = "use_gpu" if cfg.use_gpu else "cpus_per_worker"
         raise UserError(f"num_workers={cfg.num_workers} x {key}={per_worker if not cfg.use_gpu else True} "
                         f"cannot fit: the Ray cluster has {total:g} {need}(s) in all, room for {fits} worker(s)")
+
+
+def check_data(cfg):
+    """Open a real data set once here, so a missing or unreadable one fails before Ray starts
+    (the workers open it again; synthetic sets cannot fail)."""
+    from trainables.data import build_dataset, get_entry
+    from trainables.loop import data_request
+
+    if not get_entry(cfg.dataset).synthetic:
+        build_dataset(data_request(cfg))
 
 
 def with_absolute_paths(cfg):
