@@ -46,7 +46,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert len(list((tmp_path / "ray_results" / "trials").glob("trial-*/checkpoint_*"))) >= 2
 
 
-def test_resume_after_driver_killed(tmp_path):
+def test_resume_after_driver_killed(tmp_path, figure):
     """Kill the sweep driver (and its Ray) after one trial finished; --resume completes the sweep,
     the finished trial is not run again, and MLflow ends with one child run per trial."""
     args = [sys.executable, "-m", "orchestrator.cli", "sweep", "--preset", "smoke",
@@ -76,9 +76,12 @@ def test_resume_after_driver_killed(tmp_path):
                 timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     parents, children = _sweep_runs(client)
+    after = client.get_metric_history(finished_id, "loss_g")
+    rerun = [(m.step, m.value, m.timestamp) for m in after] != [(m.step, m.value, m.timestamp) for m in before]
+    figure(f"driver killed after 1 of 2 trials finished; after --resume: parent runs {len(parents)}, child runs "
+           f"{len(children)} for 2 trials, finished trial rerun: {'yes' if rerun else 'no'}")
     assert len(parents) == 1 and len(children) == 2
     assert all(c.data.tags["status"] == "finished" for c in children)
-    after = client.get_metric_history(finished_id, "loss_g")
     assert [(m.step, m.value, m.timestamp) for m in after] == [(m.step, m.value, m.timestamp) for m in before]
     for c in children:
         steps = [m.step for m in client.get_metric_history(c.info.run_id, "loss_g")]
