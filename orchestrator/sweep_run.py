@@ -53,14 +53,21 @@ def tracking_for_sweep(store_uri, d):
 
 
 def run_tuner(d, base, space, settings, points, parent, uri, resume):
+    import time
+
     import ray
     from ray import tune
 
+    from orchestrator.train import RAY_INIT_SECONDS
+
+    in_trial = trains_in_trial(base, space)
     trainable = tune.with_resources(
-        tune.with_parameters(trial_driver, base_cfg=base.to_dict(), parent_run_id=parent, uri=uri),
-        # The driver only waits on its Train workers, which hold the CPUs. Tune wants a non-empty
-        # request, and even 0.01 CPU would keep a worker that needs every CPU from ever fitting.
-        {"memory": 1})
+        tune.with_parameters(trial_driver, base_cfg=base.to_dict(), parent_run_id=parent, uri=uri,
+                             in_trial=in_trial),
+        # In-trial training holds the CPUs itself. A Train driver only waits on its workers, which
+        # hold them: Tune wants a non-empty request, and even 0.01 CPU would keep a worker that
+        # needs every CPU from ever fitting.
+        {"cpu": base.cpus_per_worker, "gpu": int(base.use_gpu)} if in_trial else {"memory": 1})
     tune_storage = base.storage_path + "/sweeps"  # absolute already (run_sweep)
     if resume:
         tuner = tune.Tuner.restore(f"{tune_storage}/{d.name}", trainable=trainable, resume_errored=True)
@@ -74,10 +81,17 @@ def run_tuner(d, base, space, settings, points, parent, uri, resume):
                                         max_concurrent_trials=concurrency(base, ray.cluster_resources().get("CPU", 1)),
                                         trial_name_creator=lambda t: f"trial-{t.trial_id}",
                                         trial_dirname_creator=lambda t: f"trial-{t.trial_id}"),
-            run_config=tune.RunConfig(name=d.name, storage_path=tune_storage, stop=diverged_stopper,
-                                      verbose=1),
+            run_config=tune.RunConfig(name=d.name, storage_path=tune_storage, stop=diverged_stopper, verbose=1,
+                                      # In-trial training: Tune keeps the checkpoints and restarts failed trials.
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                                      failure_config=tune.FailureConfig(max_failures=base.max_failures if in_trial else 0)),
         )
-    return tuner.fit()
+    # Where the sweep's wall time goes: ``dcgan-lab bench`` reads these with the trials' perf_* metrics.
+    tracking.client(uri).set_tag(parent, "perf_ray_init_s", f"{RAY_INIT_SECONDS.get('seconds', 0.0):.3f}")
+    tracking.client(uri).set_tag(parent, "perf_tuner_start", f"{time.time():.3f}")
+    results = tuner.fit()
+    tracking.client(uri).set_tag(parent, "perf_tuner_end", f"{time.time():.3f}")
+    return results
 
 
 def search_setup(space, settings, points, base, d):
@@ -110,8 +124,19 @@ def make_scheduler(name):
     return ASHAScheduler(metric="fd", mode="min", grace_period=2, reduction_factor=2)
 
 
-def trial_driver(config, base_cfg, parent_run_id, uri):
-    """One Tune trial: a child MLflow run and a TorchTrainer reporting to Tune."""
+def trains_in_trial(base, space):
+    """Single-worker trials train in the trial's own process: no Train controller and worker
+    group to start for each (seconds a trial on a small machine). Not when the space searches
+    the worker layout: the trial's resources are fixed from the base config."""
+    return base.num_workers == 1 and not {"num_workers", "cpus_per_worker", "use_gpu"} & set(space.params)
+
+
+def trial_driver(config, base_cfg, parent_run_id, uri, in_trial=False):
+    """One Tune trial: a child MLflow run, trained in this process (``in_trial``) or by a
+    TorchTrainer reporting to Tune."""
+    import time
+
+    import psutil
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -119,10 +144,20 @@ def trial_driver(config, base_cfg, parent_run_id, uri):
 
     cfg = config_from_dict({**base_cfg, **config})
     trial_id = tune.get_context().get_trial_id()
+    entered = time.time()
     run_id = child_run(uri, cfg, parent_run_id, trial_id, run_tags())
+    # Trial start-up = trial process start -> here -> the loop's first step (perf_loop_start + perf_setup_s).
+    tracking.client(uri).set_tag(run_id, "perf_trial_process_start", f"{psutil.Process().create_time():.3f}")
+    tracking.client(uri).set_tag(run_id, "perf_trial_start", f"{entered:.3f}")
+    if in_trial:
+        from trainables.loop import train_loop_in_trial
+
+        fit_and_close(lambda: train_loop_in_trial({"cfg": cfg.to_dict(), "run_id": run_id, "tracking_uri": uri}),
+                      uri, run_id)
+        return
     storage = cfg.storage_path + "/trials"  # absolute already: the base config was made so
     trainer = build_trainer(cfg, run_id, uri, storage, name=f"trial-{trial_id}", callbacks=[TuneReportCallback()])
-    fit_and_close(trainer, uri, run_id)
+    fit_and_close(trainer.fit, uri, run_id)
 
 
 def child_run(uri, cfg, parent_run_id, trial_id, tags):

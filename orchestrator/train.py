@@ -64,17 +64,17 @@ def run_training(cfg, run_name="train", parent_run_id=None, tags=None):
     run_id = tracking.start_run(uri, cfg.experiment, run_name, cfg.to_dict(),
                                 {**run_tags(), **(tags or {})}, parent_run_id)
     trainer = build_trainer(cfg, run_id, uri, storage, name=f"train-{run_id}")
-    return run_id, fit_and_close(trainer, uri, run_id)
+    return run_id, fit_and_close(trainer.fit, uri, run_id)
 
 
-def fit_and_close(trainer, uri, run_id):
-    """Train, then close the MLflow run: FAILED on an error; else the status rank 0 tagged
-    (``finished`` or ``diverged``)."""
+def fit_and_close(fit, uri, run_id):
+    """Train (``fit()``), then close the MLflow run: FAILED on an error; else the status rank 0
+    tagged (``finished`` or ``diverged``)."""
     from orchestrator import tracking
 
     status = "failed"
     try:
-        trainer.fit()
+        fit()
         status = tracking.client(uri).get_run(run_id).data.tags.get("status", "finished")
     finally:
         tracking.client(uri).set_tag(run_id, "status", status)
@@ -100,8 +100,13 @@ def build_trainer(cfg, run_id, uri, storage, name, callbacks=()):
     )
 
 
+RAY_INIT_SECONDS = {}   # {"seconds": s} once this process started or joined Ray (the sweep logs it)
+
+
 def init_ray():
     """Join ``$RAY_ADDRESS`` if set, else start a local Ray (dashboard off: it costs start-up time)."""
+    import time
+
     import ray
 
     if ray.is_initialized():
@@ -110,13 +115,15 @@ def init_ray():
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     if address:
         check_ray_address(address)
+    t = time.perf_counter()
     try:
         if address:
             ray.init(address=address, log_to_driver=True)
         else:
-            ray.init(log_to_driver=True)
+            ray.init(log_to_driver=True, include_dashboard=False)
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise UserError(f"RAY_ADDRESS={address!r} cannot be reached: {str(err).splitlines()[0][:200]}") from None
+    RAY_INIT_SECONDS["seconds"] = time.perf_counter() - t
 
 
 def check_ray_address(address, timeout_s=5):

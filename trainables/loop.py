@@ -1,21 +1,21 @@
-"""The per-worker training loop that Ray Train runs on every DDP rank.
+"""The training loop: on every DDP rank of a Ray Train run, or in a single-worker Tune trial's
+own process (``trainables.session`` holds the difference).
 
 Rank 0 alone logs to MLflow and writes checkpoints; every rank reports at the same steps,
 since ``ray.train.report`` is a barrier.
 """
 import math
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from trainables.checkpoints import CHECKPOINT_FILE, load_safe, restore_training_state, save_atomic, training_state
+from trainables.checkpoints import restore_training_state, training_state
 from trainables.data import DataRequest, build_dataset
 from trainables.data.sampler import ResumableBatchSampler
 from trainables.models import build_models, sample_z
+from trainables.perf import PhaseClock
 from trainables.run_eval import RunEvaluator
 from trainables.step import LOSS_KEYS, GANStep, generate, make_optimizers, noise_generator
 
@@ -33,38 +33,49 @@ def total_steps(cfg, n_items):
 
 
 def train_loop_per_worker(config):
-    import ray.train
-    import ray.train.torch
+    """Ray Train's entry point: one DDP rank of a TorchTrainer."""
+    from trainables.session import TrainSession
+
+    train_loop(config, TrainSession())
+
+
+def train_loop_in_trial(config):
+    """A single-worker Tune trial's entry point: the loop in the trial's own process."""
+    from trainables.session import TrialSession
+
+    train_loop(config, TrialSession(config["cfg"]["use_gpu"]))
+
+
+def train_loop(config, session):
+    import ray
 
     from orchestrator.config import config_from_dict
     from orchestrator.tracking import RunLogger
 
+    clock = PhaseClock()
     cfg = config_from_dict(config["cfg"])
     run_id, uri = config["run_id"], config["tracking_uri"]
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank, world = session.rank, session.world
     master = rank == 0
     torch.set_num_threads(cfg.cpus_per_worker)
-    device = ray.train.torch.get_device()
+    device = session.device
 
     # Build models and optimizers, seeded: every rank starts from the same weights.
     torch.manual_seed(cfg.seed)
     netG, netD = build_models(cfg)
     fixed_noise = sample_z(cfg.n_samples, cfg.nz, cfg.z_dist, generator=torch.Generator().manual_seed(cfg.seed))
-    netG, netD = ray.train.torch.prepare_model(netG), ray.train.torch.prepare_model(netD)
+    netG, netD = session.prepare_model(netG), session.prepare_model(netD)
     optG, optD = make_optimizers(cfg, netG, netD)
 
     # Resume from the latest checkpoint, if Ray restarted us after a failure.
     start_step = 0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            state = load_safe(Path(d) / CHECKPOINT_FILE)
-        start_step, fixed_noise = restore_training_state(state, netG, netD, optG, optD)
+    resumed = session.load_checkpoint()
+    if resumed is not None:
+        start_step, fixed_noise = restore_training_state(resumed, netG, netD, optG, optD)
     fixed_noise = fixed_noise.to(device)
     evaluator = RunEvaluator(cfg, device)
-    if checkpoint is not None and "eval_history" in state:
-        evaluator.load_state_dict(state["eval_history"])
+    if resumed is not None and "eval_history" in resumed:
+        evaluator.load_state_dict(resumed["eval_history"])
     # Ray registers a checkpoint only when it next polls the workers (every 2 s), so a restart
     # may begin before the last checkpoint reported: skip whatever steps the store already holds.
     logger = RunLogger.resuming(uri, run_id) if master else None
@@ -82,12 +93,15 @@ def train_loop_per_worker(config):
     step_fn = GANStep(netG, netD, optG, optD, cfg.nz, cfg.z_dist)
     progress = Progress(n_steps, start_step, cfg.batch_size) if master else None
     status, step, latest = "finished", start_step, {}
+    clock.lap("setup")
     for real, _labels in loader:
+        clock.lap("data")
         if step >= n_steps:
             break
         out = step_fn(real.to(device, non_blocking=True), noise_generator(cfg.seed, rank, step))
         step += 1
         last = step == n_steps
+        clock.lap("step")
 
         # Losses: the only host sync, on logging steps.
         if step % cfg.log_every == 0 or last or evaluator.due(step, n_steps):
@@ -100,6 +114,7 @@ def train_loop_per_worker(config):
                 progress.show(step, values)
         if master and (step % cfg.sample_every == 0 or last or status == "diverged"):
             logger.image(step, to_grid_image(generate(netG, fixed_noise)))
+        clock.lap("log")
 
         # Evaluate (every rank takes part), then report to Ray (a barrier) with a checkpoint.
         evaluated = status != "diverged" and evaluator.due(step, n_steps)
@@ -107,6 +122,7 @@ def train_loop_per_worker(config):
             latest = evaluator(netG, step, values, fixed_noise)
             if master:  # "fd" is Tune's generic key; MLflow keeps the evaluator's name (fd_faces, ...)
                 logger.metrics(step, {k: v for k, v in latest.items() if k != "fd"})
+        clock.lap("eval")
         checkpointing = step % cfg.checkpoint_every == 0 or last or status == "diverged"
         if evaluated or checkpointing:
             metrics = {"step": step, "diverged": status == "diverged", **latest}
@@ -114,7 +130,10 @@ def train_loop_per_worker(config):
                 if checkpointing and master else None
             if state is not None:
                 state["eval_history"] = evaluator.state_dict()
-            _report(metrics, state, logger)
+            if logger is not None:
+                logger.flush()
+            session.report(metrics, state)
+        clock.lap("checkpoint")
         if status == "diverged":
             break
 
@@ -126,20 +145,10 @@ def train_loop_per_worker(config):
         logger.metrics(step, final)
         logger.flush(retries=30)
         _log_final_models(logger, netG, netD, cfg, status, step)
-
-
-def _report(metrics, state, logger):
-    """Every rank reports (a barrier); rank 0 attaches the checkpoint when ``state`` is given."""
-    import ray.train
-
-    if logger is not None:
-        logger.flush()
-    if state is None:
-        ray.train.report(metrics, checkpoint=None)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        save_atomic(state, Path(tmp) / CHECKPOINT_FILE)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        clock.lap("final")
+        logger.metrics(step, clock.metrics())
+        logger.tags(clock.tags())
+        logger.flush(retries=30)
 
 
 def _log_final_models(logger, netG, netD, cfg, status, step):
