@@ -1,18 +1,22 @@
 """``dcgan-lab bench``: throughput of the project's training step against a plain PyTorch loop,
-the machine's GEMM peak, Ray Train with 1 and 2 workers, and data-set rendering. A benchmark,
-not a test: it prints a table and writes JSON.
+the machine's GEMM peak, Ray Train with 1 and 2 workers, data-set rendering, evaluation cost, and
+a sweep's efficiency and memory. A benchmark, not a test: it prints a table and writes JSON.
 """
 import json
+import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from orchestrator.bench_sweep import print_sweep, sweep_efficiency
 from orchestrator.config import resolve_config
 
 SIZES = {  # name -> config overrides of the networks measured
     "quick": dict(image_size=32, ngf=32, ndf=32, nz=100, batch_size=64),
     "tutorial": dict(image_size=64, ngf=64, ndf=64, nz=100, batch_size=128),
+    "wide": dict(image_size=64, ngf=128, ndf=128, nz=100, batch_size=128),  # the authors' 4x4x1024 projection
+    "big-batch": dict(image_size=64, ngf=64, ndf=64, nz=100, batch_size=1024),  # GPU: past launch overhead
 }
 
 
@@ -24,12 +28,19 @@ def add_subparser(subparsers):
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--skip-ray", action="store_true", help="skip the Ray Train measurements")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated: {', '.join(PARTS)}")
+    p.add_argument("--sweep-space", default="smoke", help="search space of the measured quick sweep")
+    p.add_argument("--sweep-seeds", type=int, default=2, help="seeds per grid point of the measured sweep")
+    p.add_argument("--sweep-steps", type=int, default=600, help="max_steps of each measured trial")
+    p.add_argument("--sweep-compare", action="store_true",
+                   help="also run the sweep with every trial on a Train worker group (the former way)")
     p.set_defaults(func=cmd_bench)
 
 
-def cmd_bench(args):
-    import os
+PARTS = ("steps", "levers", "render", "eval", "ray", "sweep")
 
+
+def cmd_bench(args):
     import torch
 
     from orchestrator.errors import UserError
@@ -38,20 +49,46 @@ def cmd_bench(args):
     bad = [s for s in sizes if s not in SIZES]
     if bad:
         raise UserError(f"sizes={bad[0]!r} is not allowed: one of {', '.join(SIZES)}")
+    parts = [s.strip() for s in args.parts.split(",") if s.strip()]
+    bad = [s for s in parts if s not in PARTS]
+    if bad:
+        raise UserError(f"parts={bad[0]!r} is not allowed: one of {', '.join(PARTS)}")
+    if args.skip_ray:
+        parts = [s for s in parts if s not in ("ray", "sweep")]
     if args.steps < 3:
         raise UserError(f"steps={args.steps} is not allowed: >= 3")
     threads = args.threads or os.cpu_count()
     torch.set_num_threads(threads)
     results = {"threads": threads, "torch": torch.__version__, "device": args.device,
-               "gemm_gflops": gemm_gflops(args.device)}
-    for name in sizes:
-        results[name] = step_throughput(SIZES[name], args.steps, args.device)
-        results[name]["achieved_vs_gemm"] = results[name]["project_gflops"] / results["gemm_gflops"]
-    results["render_images_per_s"] = render_throughput()
-    results["evaluation"] = eval_cost()
-    if not args.skip_ray:
+               "load_before": os.getloadavg()}
+    if "steps" in parts:
+        results["gemm_gflops"] = gemm_gflops(args.device)
+        for name in sizes:
+            results[name] = step_throughput(SIZES[name], args.steps, args.device)
+            results[name]["achieved_vs_gemm"] = results[name]["project_gflops"] / results["gemm_gflops"]
+    if "steps" in parts and args.device == "cuda":
+        from orchestrator.bench_gpu import gpu_gemm_tflops, gpu_variants
+
+        results["gpu_name"] = torch.cuda.get_device_name()
+        results["gemm_tflops"] = {d: gpu_gemm_tflops(d) for d in ("float32", "bfloat16")}
+        for name in sizes:
+            cfg = resolve_config("smoke", SIZES[name])
+            results[name]["gpu_variants"] = gpu_variants(cfg, args.steps, results[name]["gflop_per_image"])
+    if "levers" in parts:
+        results["levers_quick"] = lever_throughput(SIZES["quick"], max(args.steps // 2, 3))
+    if "render" in parts:
+        results["render_images_per_s"] = render_throughput()
+    if "eval" in parts:
+        results["evaluation"] = eval_cost()
+    if "ray" in parts:
         results["ray_train"] = ray_throughput()
-    print_table(results, sizes)
+    if "sweep" in parts:
+        results["sweep"] = sweep_efficiency(args.sweep_space, args.sweep_seeds, args.sweep_steps)
+        if args.sweep_compare:
+            results["sweep_worker_group"] = sweep_efficiency(args.sweep_space, args.sweep_seeds, args.sweep_steps,
+                                                             worker_group=True)
+    results["load_after"] = os.getloadavg()
+    print_table(results, sizes if "steps" in parts else [])
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")
     return 0
@@ -122,6 +159,44 @@ def step_throughput(overrides, steps, device="cpu"):
     return {"batch_size": cfg.batch_size, "image_size": cfg.image_size, "project_images_per_s": project,
             "plain_images_per_s": plain, "ratio": project / plain,
             "project_gflops": gflop_per_image * project, "gflop_per_image": gflop_per_image}
+
+
+# name -> (torch threads, channels_last, Adam implementation): the CPU levers of the step.
+LEVERS = {
+    "1 thread, foreach Adam (as trained)": (1, False, "foreach"),
+    "1 thread, channels_last": (1, True, "foreach"),
+    "1 thread, fused Adam": (1, False, "fused"),
+    "1 thread, for-loop Adam": (1, False, "for-loop"),
+    "2 threads, foreach Adam": (2, False, "foreach"),
+}
+
+
+def lever_throughput(overrides, steps, rounds=3):
+    """Images/s of the project's step under each CPU lever, at one size. The variants run in
+    turn, ``rounds`` times, and each keeps its median: load that drifts hits all of them alike."""
+    import torch
+
+    from trainables.models import build_models
+    from trainables.step import GANStep, noise_generator
+
+    cfg = resolve_config("smoke", {**overrides, "max_steps": steps})
+    prev = torch.get_num_threads()
+    rates = {name: [] for name in LEVERS}
+    for _ in range(rounds):
+        for name, (threads, channels_last, adam) in LEVERS.items():
+            torch.set_num_threads(threads)
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
+            real = (torch.rand(cfg.batch_size, 3, cfg.image_size, cfg.image_size) * 2 - 1).contiguous(memory_format=fmt)
+            torch.manual_seed(0)
+            netG, netD = (n.to(memory_format=fmt) for n in build_models(cfg))
+            kw = {"foreach": adam == "foreach", "fused": adam == "fused"}
+            optG = torch.optim.Adam(netG.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **kw)
+            optD = torch.optim.Adam(netD.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **kw)
+            step = GANStep(netG, netD, optG, optD, cfg.nz, cfg.z_dist)
+            rates[name].append(_rate(lambda i: step(real, noise_generator(0, 0, i)), steps, cfg.batch_size,
+                                     sync=lambda out: out["loss_d"].item()))
+    torch.set_num_threads(prev)
+    return {name: statistics.median(r) for name, r in rates.items()}
 
 
 def plain_loop_step(netG, netD, cfg, real):
@@ -216,18 +291,33 @@ def ray_throughput(max_steps=120):
 
 
 def print_table(r, sizes):
-    print(f"\nmachine: {r['threads']} threads, torch {r['torch']}, {r['device']}; "
-          f"measured GEMM {r['gemm_gflops']:.1f} GFLOP/s")
-    print(f"{'size':<10}{'batch':>6}{'project img/s':>15}{'plain img/s':>13}{'ratio':>7}{'GFLOP/s':>9}{'of GEMM':>9}")
+    load = "/".join(f"{x:.1f}" for x in r["load_before"])
+    print(f"\nmachine: {r['threads']} threads, torch {r['torch']}, {r['device']}; load average {load} at the start")
+    if sizes:
+        print(f"measured GEMM {r['gemm_gflops']:.1f} GFLOP/s")
+        print(f"{'size':<10}{'batch':>6}{'project img/s':>15}{'plain img/s':>13}{'ratio':>7}{'GFLOP/s':>9}{'of GEMM':>9}")
     for s in sizes:
         x = r[s]
         print(f"{s:<10}{x['batch_size']:>6}{x['project_images_per_s']:>15.1f}{x['plain_images_per_s']:>13.1f}"
               f"{x['ratio']:>7.2f}{x['project_gflops']:>9.1f}{x['achieved_vs_gemm']:>9.0%}")
-    for name, rate in r["render_images_per_s"].items():
+    if "levers_quick" in r:
+        base = next(iter(r["levers_quick"].values()))
+        print("CPU levers, quick size (median of 3 interleaved rounds):")
+        for name, rate in r["levers_quick"].items():
+            print(f"  {name:<40}{rate:>8.1f} img/s{rate / base:>7.2f}x")
+    for name, rate in r.get("render_images_per_s", {}).items():
         print(f"render {name} 64x64, 1 thread: {rate:.0f} img/s")
-    ev = r["evaluation"]
-    print(f"FD on 10,000 quick-size samples: {ev['fd_10k_seconds']:.1f} s; "
-          f"faces evaluator training (when it was built): {ev['evaluator_train_seconds']:.0f} s")
+    if "evaluation" in r:
+        ev = r["evaluation"]
+        print(f"FD on 10,000 quick-size samples: {ev['fd_10k_seconds']:.1f} s; "
+              f"faces evaluator training (when it was built): {ev['evaluator_train_seconds']:.0f} s")
+    if "gpu_name" in r:
+        from orchestrator.bench_gpu import print_gpu
+
+        print_gpu(r, sizes)
+    for key in ("sweep", "sweep_worker_group"):
+        if key in r:
+            print_sweep(r[key])
     if "ray_train" in r:
         rt = r["ray_train"]
         print(f"Ray Train quick size: 1 worker {rt['1_workers']['images_per_s']:.1f} img/s, "
