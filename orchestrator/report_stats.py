@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 BOOTSTRAP_RESAMPLES = 2000
+MIN_CELLS = 3   # without seeds (one run per level and cell), an effect's CI needs this many matched cells
 CI_LEVEL = 0.95
 
 # Columns of every table: (key, header, which way is better).
@@ -44,9 +45,9 @@ def std_or_nan(values):
 
 
 def bootstrap_ci(values, seed=0, resamples=BOOTSTRAP_RESAMPLES, level=CI_LEVEL):
-    """Percentile bootstrap CI of the mean over finite values: (lo, hi); NaNs with none."""
+    """Percentile bootstrap CI of the mean over finite values: (lo, hi); NaNs with fewer than two."""
     v = np.asarray(finite(values), dtype=float)
-    if len(v) == 0:
+    if len(v) < 2:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
     means = v[rng.integers(0, len(v), size=(resamples, len(v)))].mean(axis=1)
@@ -189,7 +190,8 @@ def claim_effect(cells, metric, seed=0, resamples=BOOTSTRAP_RESAMPLES, level=CI_
 
     The bootstrap resamples cells, then runs (seeds) within each level of each drawn cell.
     Returns (effect, lo, hi, n_cells, n_paper, n_alt); NaNs when no cell has finite values, and a
-    NaN interval when nothing is replicated (one cell with a single run on a side).
+    NaN interval when nothing is replicated: no cell with two runs on each side, and fewer than
+    ``MIN_CELLS`` cells to resample.
     """
     pairs = []
     for paper_runs, alt_runs in cells.values():
@@ -201,8 +203,8 @@ def claim_effect(cells, metric, seed=0, resamples=BOOTSTRAP_RESAMPLES, level=CI_
     if not pairs:
         return math.nan, math.nan, math.nan, 0, 0, 0
     effect = float(np.mean([b.mean() - a.mean() for a, b in pairs]))
-    if len(pairs) < 2 and (len(pairs[0][0]) < 2 or len(pairs[0][1]) < 2):
-        return effect, math.nan, math.nan, len(pairs), n_a, n_b  # one run against one: no interval
+    if len(pairs) < MIN_CELLS and all(len(a) < 2 or len(b) < 2 for a, b in pairs):
+        return effect, math.nan, math.nan, len(pairs), n_a, n_b  # too little replication for an interval
     rng = np.random.default_rng(seed)
     k = len(pairs)
     picked = rng.integers(0, k, size=(resamples, k))       # cells drawn for each resample

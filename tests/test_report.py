@@ -125,7 +125,7 @@ def test_ci_matches_direct_computation():
     assert lo == pytest.approx(np.quantile(means, 0.025), abs=1.0)
     assert hi == pytest.approx(np.quantile(means, 0.975), abs=1.0)
     assert stats.bootstrap_ci([5.0, float("nan"), 5.0]) == (5.0, 5.0)
-    assert all(math.isnan(x) for x in stats.bootstrap_ci([float("nan")]))
+    assert all(math.isnan(x) for x in stats.bootstrap_ci([7.0, float("nan")]))   # one value: no interval
 
 
 def test_table_ci_is_the_bootstrap_of_the_cells_runs(factorial):
@@ -175,6 +175,11 @@ def test_verdict_rules():
     one = {(): ([{"values": {"fd_final": 1.0}}], [{"values": {"fd_final": 9.0}}])}
     effect, lo, hi, *_ = stats.claim_effect(one, "fd_final")
     assert effect == 8.0 and math.isnan(lo) and math.isnan(hi)
+    two = {**one, ("x",): ([{"values": {"fd_final": 2.0}}], [{"values": {"fd_final": 5.0}}])}
+    assert math.isnan(stats.claim_effect(two, "fd_final")[1])                     # two cells: still none
+    three = {**two, ("y",): ([{"values": {"fd_final": 2.0}}], [{"values": {"fd_final": 6.0}}])}
+    effect, lo, hi, n_cells, *_ = stats.claim_effect(three, "fd_final")
+    assert n_cells == 3 and effect == pytest.approx(5.0) and 3.0 <= lo <= hi <= 8.0
 
 
 def test_every_format_and_the_parent_run(factorial):
