@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "orchestrator.sweep",       # sweep
     "orchestrator.evaluate",    # evaluate
     "orchestrator.latent_cmd",  # latent walk|sheet|arithmetic|turn|forget|neighbours, represent
+    "orchestrator.report",      # report
     "orchestrator.data_cmd",    # data preview
     "orchestrator.bench",       # bench
     "orchestrator.ui",          # ui

@@ -4,9 +4,11 @@ from pathlib import Path
 
 from orchestrator import tracking
 from orchestrator.config import config_from_dict
+from orchestrator.report import print_sweep_report
 from orchestrator.sweep import concurrency, read_sweep_file, sweep_dir, write_sweep_file
 
 TRIAL_TAG = "trial_id"
+DESIGN_POINT = "design_point"   # a grid of whole points (design: one_at_a_time) rather than a product
 
 
 def run_sweep(preset, base, space, settings, points, resume=False):
@@ -35,8 +37,9 @@ def run_sweep(preset, base, space, settings, points, resume=False):
         results = run_tuner(d, base, space, settings, points, parent, uri, resume)
         summary = summarize(uri, parent)
         tracking.client(uri).set_tag(parent, "n_trials", len(results))
+        report = print_sweep_report(uri, parent, Path(d) / "report")
         tracking.end_run(uri, parent)
-    return summary
+    return summary if report is None else f"parent run {parent}; open the MLflow UI with: dcgan-lab ui"
 
 
 @contextlib.contextmanager
@@ -102,6 +105,8 @@ def search_setup(space, settings, points, base, d):
 
     mode = settings["search"]
     if mode == "grid":
+        if space.design == "one_at_a_time":  # not a product: each trial gets one whole point
+            return None, {DESIGN_POINT: tune.grid_search(points)}, 1
         # Tune's grid is the cartesian product of each key's values: the same trials as ``points``.
         return None, {k: tune.grid_search(list(dict.fromkeys(p[k] for p in points))) for k in points[0]}, 1
     if mode == "random":
@@ -142,7 +147,8 @@ def trial_driver(config, base_cfg, parent_run_id, uri, in_trial=False):
 
     from orchestrator.train import build_trainer, fit_and_close, run_tags
 
-    cfg = config_from_dict({**base_cfg, **config})
+    config = dict(config)
+    cfg = config_from_dict({**base_cfg, **config.pop(DESIGN_POINT, {}), **config})
     trial_id = tune.get_context().get_trial_id()
     entered = time.time()
     run_id = child_run(uri, cfg, parent_run_id, trial_id, run_tags())

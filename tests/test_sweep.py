@@ -25,9 +25,15 @@ def _sweep_runs(client):
 
 
 def test_smoke_sweep_end_to_end(tmp_path):
-    r = run_cli("sweep", "--preset", "smoke", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""}, timeout=600)
+    # A one-at-a-time space (whole points through Tune's grid): the paper's lr, then 1e-3.
+    space = tmp_path / "lr-alone.yaml"
+    space.write_text("design: one_at_a_time\nparams:\n  lr: {dist: grid, values: [2.0e-4, 1.0e-3]}\n"
+                     "  d_head: {dist: grid, values: [conv]}\n")
+    r = run_cli("sweep", "--preset", "smoke", "--space", str(space), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""},
+                timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "| run | lr |" in r.stdout and "dcgan-lab ui" in r.stdout
+    assert "| lr | n | final FD mean |" in r.stdout and "dcgan-lab ui" in r.stdout
+    assert "**lr** (lr 0.0002 vs 0.001): inconclusive" in r.stdout  # one seed: no interval, no verdict
     client = _store(tmp_path)
     (parent,), children = _sweep_runs(client)
     assert len(children) == 2
@@ -36,12 +42,15 @@ def test_smoke_sweep_end_to_end(tmp_path):
         assert c.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert c.data.tags["status"] == "finished" and c.info.status == "FINISHED"
         assert {"lr", "beta1", "bn_placement", "seed", "nz", "dataset"} <= set(c.data.params)
+        assert c.data.params["d_head"] == "conv" and "design_point" not in c.data.params
         steps = [m.step for m in client.get_metric_history(c.info.run_id, "loss_g")]
         assert steps == list(range(2, 13, 2))
         assert any(f.path.endswith(".png") for f in client.list_artifacts(c.info.run_id, "images"))
     assert parent.data.tags["git_commit"] and parent.data.tags["ray_version"]
-    assert parent.data.params["sweep_space"] == "smoke"
-    assert [f.path for f in client.list_artifacts(parent.info.run_id)] == ["summary.md"]
+    assert parent.data.params["sweep_space"] == "lr-alone"
+    assert [f.path for f in client.list_artifacts(parent.info.run_id)] == ["report", "summary.md"]
+    assert {f.path for f in client.list_artifacts(parent.info.run_id, "report")} == \
+        {f"report/{n}" for n in ("report.md", "tables.csv", "tables.tex", "report.html", "report.json")}
     # Checkpoints land in the user's storage_path (Tune keeps those of single-worker trials,
     # which train in the trial's process), not in Tune's per-trial working directory.
     assert len(list((tmp_path / "ray_results").rglob("trial-*/checkpoint_*"))) >= 2
