@@ -282,8 +282,13 @@ def cmd_represent(args):
     uri = tracking.tracking_uri(args.mlflow_uri)
     _, cfg = tracking.load_generator(uri, args.run)
     dataset = args.dataset or cfg.dataset
-    if not get_entry(dataset).label_keys:
+    keys = get_entry(dataset).label_keys
+    if not keys:
         raise UserError(f"dataset={dataset!r} has no labels: represent needs a labelled data set")
+    labels = [s.strip() for s in args.labels.split(",") if s.strip()]
+    unknown = [key for key in labels if key not in keys]
+    if unknown:
+        raise UserError(f"labels={unknown[0]!r} is not a label of dataset={dataset!r}; its labels: {', '.join(keys)}")
     netD = load_discriminator(uri, args.run, cfg)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
@@ -294,7 +299,7 @@ def cmd_represent(args):
     root = args.data_root or cfg.data_root
     train = load_images(dataset, cfg.image_size, cfg.nc, "train", args.pool, root)
     test = load_images(dataset, cfg.image_size, cfg.nc, "test", args.test_n, root)
-    labels = [s.strip() for s in args.labels.split(",") if s.strip()] or discrete_labels(train[1])
+    labels = labels or discrete_labels(train[1])
     report = run_represent(netD, random_D, {"train": train, "test": test}, labels, args.per_class, args.draws,
                            args.seed)
     report.numbers.update(dataset=dataset, run=args.run)

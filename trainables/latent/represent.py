@@ -2,8 +2,11 @@
 flattened and concatenated; a linear L2-SVM on top, C chosen on a validation split, test
 accuracy over several random draws of the labelled examples. Baselines on the same images: the
 same D with random weights, and raw pixels."""
+import warnings
+
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -51,16 +54,20 @@ def draw_per_class(y, per_class, rng):
 
 
 def svm_accuracy(x_train, y_train, x_test, y_test, seed=0, cs=CS):
-    """C chosen on a stratified validation split of the training examples, refit on all of them."""
+    """C chosen on a stratified validation split of the training examples, refit on all of them.
+    Returns (test accuracy, C, fits that stopped at max_iter before converging)."""
     fit_x, val_x, fit_y, val_y = train_test_split(x_train, y_train, test_size=VAL_FRACTION, random_state=seed,
                                                   stratify=y_train)
 
     def model(c):
         return make_pipeline(StandardScaler(), LinearSVC(C=c, dual="auto", max_iter=5000, random_state=seed))
 
-    val = {c: model(c).fit(fit_x, fit_y).score(val_x, val_y) for c in cs}
-    best = max(cs, key=lambda c: (val[c], -c))
-    return float(model(best).fit(x_train, y_train).score(x_test, y_test)), best
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        val = {c: model(c).fit(fit_x, fit_y).score(val_x, val_y) for c in cs}
+        best = max(cs, key=lambda c: (val[c], -c))
+        accuracy = float(model(best).fit(x_train, y_train).score(x_test, y_test))
+    return accuracy, best, sum(issubclass(w.category, ConvergenceWarning) for w in caught)
 
 
 def run_represent(netD, random_D, data, label_keys, per_class=100, draws=5, seed=0):
@@ -86,13 +93,15 @@ def run_represent(netD, random_D, data, label_keys, per_class=100, draws=5, seed
         task = {"classes": int(len(np.unique(y_train))),
                 "majority_rate": float(np.bincount(y_test).max() / len(y_test))}
         for name, (f_train, f_test) in features.items():
-            accs, chosen = [], []
+            accs, chosen, unconverged = [], [], 0
             for d in range(draws):
                 idx = draw_per_class(y_train, per_class, np.random.default_rng(seed + d))
-                acc, c = svm_accuracy(f_train[idx], y_train[idx], f_test, y_test, seed=seed + d)
+                acc, c, n_bad = svm_accuracy(f_train[idx], y_train[idx], f_test, y_test, seed=seed + d)
                 accs.append(acc)
                 chosen.append(c)
-            task[name] = {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "accuracies": accs, "C": chosen}
+                unconverged += n_bad
+            task[name] = {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "accuracies": accs, "C": chosen,
+                          "unconverged_fits": unconverged}
         numbers["tasks"][key] = task
     return Report(numbers, {"represent": _chart(numbers)})
 

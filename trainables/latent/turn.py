@@ -35,29 +35,46 @@ def row_correlations(yaw, s):
     return [0.0 if r != r else r for r in rho]
 
 
+CONTROLS = 8       # random directions of the turn vector's length: the control
+
+
+def _row_numbers(yaw, s, rows):
+    rho = row_correlations(yaw, s)
+    change = yaw.view(rows, len(s))[:, -1] - yaw.view(rows, len(s))[:, 0]
+    return {"spearman_per_row": rho, "spearman_mean": sum(rho) / rows,
+            "abs_spearman_mean": sum(abs(r) for r in rho) / rows,
+            "rows_monotone_down": sum(r < -1 + 1e-9 for r in rho),
+            "yaw_change_mean": change.mean().item(), "abs_yaw_change_mean": change.abs().mean().item()}
+
+
 def run_turn(netG, evaluator, nz, z_dist, exemplars=4, rows=8, steps=9, pool=512, seed=0):
     gen = torch.Generator().manual_seed(seed)
     z_left, z_right, yaw_left, yaw_right = extreme_yaw(netG, evaluator, nz, z_dist, exemplars, pool, gen)
     v = turn_vector(z_left, z_right)
     starts = sample_z(rows, nz, z_dist, generator=gen)
-    # Control: a random direction of the same length should not turn faces.
-    control = torch.randn(nz, generator=gen)
-    control *= v.norm() / control.norm()
     numbers = {"exemplars": exemplars, "pool": pool, "rows": rows, "steps": steps, "seed": seed,
                "turn_norm": v.norm().item(), "exemplar_yaw_left": yaw_left.tolist(),
-               "exemplar_yaw_right": yaw_right.tolist()}
-    panels = []
-    for name, direction in (("turn", v), ("random_direction", control)):
-        zs, s = along(starts, direction, steps)
-        images = render(netG, zs)
-        yaw = evaluator.predict(images)["yaw"]
-        rho = row_correlations(yaw, s)
-        numbers[name] = {"spearman_per_row": rho, "spearman_mean": sum(rho) / len(rho),
-                         "rows_monotone_down": sum(r < -1 + 1e-9 for r in rho),
-                         "yaw_start_mean": yaw.view(rows, steps)[:, 0].mean().item(),
-                         "yaw_end_mean": yaw.view(rows, steps)[:, -1].mean().item()}
-        panels.append(titled(grid(images, steps), f"{name}: z + s*v, s from -1/2 to 1/2 (rank corr. of yaw "
-                                                  f"with s: {numbers[name]['spearman_mean']:+.2f})"))
+               "exemplar_yaw_right": yaw_right.tolist(), "controls": CONTROLS}
+    zs, s = along(starts, v, steps)
+    turned = render(netG, zs)
+    numbers["turn"] = _row_numbers(evaluator.predict(turned)["yaw"], s, rows)
+    # Control: random directions of the same length; a monotone yaw there is not the turn vector's doing.
+    controls = []
+    for _ in range(CONTROLS):
+        d = torch.randn(nz, generator=gen)
+        images = render(netG, along(starts, d * v.norm() / d.norm(), steps)[0])
+        controls.append(_row_numbers(evaluator.predict(images)["yaw"], s, rows))
+        if len(controls) == 1:
+            first_control = images
+    numbers["random_directions"] = {key: sum(c[key] for c in controls) / CONTROLS
+                                    for key in ("spearman_mean", "abs_spearman_mean", "yaw_change_mean",
+                                                "abs_yaw_change_mean")}
+    numbers["random_directions"]["rows_monotone"] = sum(sum(abs(r) > 1 - 1e-9 for r in c["spearman_per_row"])
+                                                        for c in controls)
     exemplar_grid = titled(grid(render(netG, torch.cat([z_left, z_right])), exemplars),
                            "exemplars: looking left (top), looking right (bottom)")
-    return Report(numbers, {"turn": stack(exemplar_grid, *panels)}, {"turn_vector": v.numpy()})
+    figure = stack(exemplar_grid,
+                   titled(grid(turned, steps), f"turn vector: z + s*v, s from -1/2 to 1/2 (rank corr. of yaw with s: "
+                                               f"{numbers['turn']['spearman_mean']:+.2f})"),
+                   titled(grid(first_control, steps), "a random direction of the same length"))
+    return Report(numbers, {"turn": figure}, {"turn_vector": v.numpy()})
