@@ -84,7 +84,9 @@ def run_tuner(d, base, space, settings, points, parent, uri, resume):
                                         max_concurrent_trials=concurrency(base, ray.cluster_resources().get("CPU", 1)),
                                         trial_name_creator=lambda t: f"trial-{t.trial_id}",
                                         trial_dirname_creator=lambda t: f"trial-{t.trial_id}"),
-            run_config=tune.RunConfig(name=d.name, storage_path=tune_storage, stop=diverged_stopper, verbose=1,
+            # No stopper on "diverged": the loop stops itself at a NaN loss once it has tagged the run;
+            # a Tune stopper would end the trial first, and MLflow would call it failed.
+            run_config=tune.RunConfig(name=d.name, storage_path=tune_storage, verbose=1,
                                       # In-trial training: Tune keeps the checkpoints and restarts failed trials.
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                                       failure_config=tune.FailureConfig(max_failures=base.max_failures if in_trial else 0)),
@@ -176,10 +178,6 @@ def child_run(uri, cfg, parent_run_id, trial_id, tags):
         return found[0].info.run_id
     return tracking.start_run(uri, cfg.experiment, f"trial-{trial_id}", cfg.to_dict(),
                               {**tags, TRIAL_TAG: trial_id, "kind": "trial"}, parent_run_id)
-
-
-def diverged_stopper(trial_id, result):
-    return bool(result.get("diverged"))
 
 
 def summarize(uri, parent):
