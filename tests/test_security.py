@@ -78,20 +78,24 @@ def test_ui_binds_localhost():
     assert "0.0.0.0" not in argv
 
 
-def test_ray_dashboard_binds_localhost(tmp_path, figure):
-    """The Ray that ``dcgan-lab`` starts: its dashboard, if any, listens on 127.0.0.1 only."""
+def test_local_ray_has_token_auth_and_a_localhost_dashboard(tmp_path, figure):
+    """The Ray that ``dcgan-lab`` starts: token authentication on, its dashboard (if any) on
+    127.0.0.1 only."""
     import subprocess
 
     code = ("import ray; from orchestrator.train import init_ray; init_ray(); "
+            "from ray._private.authentication.authentication_utils import is_token_auth_enabled; "
             "info = ray._private.worker.global_worker.node.address_info; "
+            "print('TOKEN_AUTH', is_token_auth_enabled()); "
             "print('DASHBOARD', info.get('webui_url') or 'off'); ray.shutdown()")
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     url = [line.split(" ", 1)[1] for line in r.stdout.splitlines() if line.startswith("DASHBOARD")][0]
-    figure(f"Ray dashboard of init_ray(): {url}")
+    figure(f"Ray of init_ray(): dashboard {url}; token auth: {'TOKEN_AUTH True' in r.stdout}")
     assert url == "off" or url.startswith("127.0.0.1:"), url
+    assert "TOKEN_AUTH True" in r.stdout
 
 
 @pytest.mark.parametrize("name", ["../../escape", "..", "a/../../escape", "/etc/passwd"])
