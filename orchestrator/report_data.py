@@ -21,6 +21,7 @@ MAX_LEVELS = 6                     # more distinct values than this: the factor 
 HISTORY_KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
 FINAL_KEYS = ("fd_final", "fd_best", "diverged", "collapsed", "sample_oscillation", "fd_volatility")
 NOT_FD = {"fd_final", "fd_best", "fd_volatility"}
+UNFINISHED = ("RUNNING", "SCHEDULED", "KILLED")   # runs without a result: left out, and counted in the title
 
 
 def find_runs(uri, sweep=None, experiment=None):
@@ -45,8 +46,8 @@ def find_runs(uri, sweep=None, experiment=None):
         token = page.token
         if not token:
             break
-    running = [r for r in runs if r.info.status in ("RUNNING", "SCHEDULED")]
-    runs = [r for r in runs if r.info.status not in ("RUNNING", "SCHEDULED")]  # unfinished: no result yet
+    running = [r for r in runs if r.info.status in UNFINISHED]
+    runs = [r for r in runs if r.info.status not in UNFINISHED]  # no result yet, or stopped by hand
     if not runs:
         raise UserError(f"{'sweep' if sweep else 'experiment'}={sweep or experiment!r}: no runs match "
                         f"(the report needs finished trial or training runs; {len(running)} still running)")

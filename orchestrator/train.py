@@ -104,7 +104,8 @@ RAY_INIT_SECONDS = {}   # {"seconds": s} once this process started or joined Ray
 
 
 def init_ray():
-    """Join ``$RAY_ADDRESS`` if set, else start a local Ray (dashboard off: it costs start-up time)."""
+    """Join ``$RAY_ADDRESS`` if set (``auto``: the cluster started on this machine), else start a
+    local Ray of our own (dashboard off: it costs start-up time)."""
     import time
 
     import ray
@@ -120,7 +121,9 @@ def init_ray():
         if address:
             ray.init(address=address, log_to_driver=True)
         else:
-            ray.init(log_to_driver=True, include_dashboard=False)
+            # "local": always a new Ray of our own; a plain ray.init() would join any cluster that
+            # someone started with `ray start` on this machine (RAY_ADDRESS=auto asks for that).
+            ray.init(address="local", log_to_driver=True, include_dashboard=False)
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise UserError(f"RAY_ADDRESS={address!r} cannot be reached: {str(err).splitlines()[0][:200]}") from None
     RAY_INIT_SECONDS["seconds"] = time.perf_counter() - t

@@ -58,9 +58,10 @@ def test_smoke_sweep_end_to_end(tmp_path):
 
 def test_resume_after_driver_killed(tmp_path, figure):
     """Kill the sweep driver (and its Ray) after one trial finished; --resume completes the sweep,
-    the finished trial is not run again, and MLflow ends with one child run per trial."""
+    the finished trial is not run again, and MLflow ends with one child run per trial. Two DDP workers
+    per trial: the trials are Train drivers (TorchTrainer + TuneReportCallback), the multi-worker path."""
     args = [sys.executable, "-m", "orchestrator.cli", "sweep", "--preset", "smoke",
-            "--set", "cpus_per_worker=2", "--set", "max_steps=40", "--set", "checkpoint_every=10"]
+            "--set", "num_workers=2", "--set", "cpus_per_worker=1", "--set", "max_steps=40", "--set", "checkpoint_every=10"]
     env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -81,7 +82,7 @@ def test_resume_after_driver_killed(tmp_path, figure):
     assert finished_id, "the sweep ended before one trial alone had finished"
     before = client.get_metric_history(finished_id, "loss_g")
 
-    r = run_cli("sweep", "--preset", "smoke", "--set", "cpus_per_worker=2", "--set", "max_steps=40",
+    r = run_cli("sweep", "--preset", "smoke", "--set", "num_workers=2", "--set", "cpus_per_worker=1", "--set", "max_steps=40",
                 "--set", "checkpoint_every=10", "--resume", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""},
                 timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
