@@ -7,6 +7,7 @@ import json
 import math
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 from orchestrator.errors import UserError
@@ -86,7 +87,7 @@ def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_thresho
         "report.md": md,
         "tables.csv": _render().csv_rows(tables),
         "tables.tex": "\n\n".join(_render().latex_table(rows, fs, f"{label}: {name}") for name, fs, rows in tables),
-        "report.html": _html(uri, label, scale_md, tables, claims_md, recs, factors, out),
+        "report.html": _html(uri, label, scale_md, tables, claims_md, recs, factors),
         "report.json": json.dumps(_json(label, scale, threshold, tables, claims, untested), indent=2, default=str),
     }
     for name, text in files.items():
@@ -155,7 +156,7 @@ def _claims_md(claims, untested):
             + "\n\n### Verdicts\n\n" + "\n".join(r.verdict_lines(claims) or ["No claim is tested by these runs."]))
 
 
-def _html(uri, label, scale_md, tables, claims_md, recs, factors, out):
+def _html(uri, label, scale_md, tables, claims_md, recs, factors):
     from orchestrator import report_data as data
     from orchestrator import report_stats as stats
 
@@ -172,11 +173,11 @@ def _html(uri, label, scale_md, tables, claims_md, recs, factors, out):
             figures.append((f"final FD against {f}, coloured by bn_placement",
                             r.scatter_figure(recs, f, "bn_placement")))
     grids = []
-    tmp = out / "grids"
-    for levels, members in cells:
-        path = data.final_grid(uri, members[0]["run_id"], tmp / members[0]["run_id"])
-        grids.append((f"{r._cell_label(levels)} (run {members[0]['run_id'][:8]}, seed {members[0]['seed']})",
-                      r.file_b64(path) if path else None))
+    with tempfile.TemporaryDirectory() as tmp:  # the grids travel inside the HTML
+        for levels, members in cells:
+            path = data.final_grid(uri, members[0]["run_id"], Path(tmp) / members[0]["run_id"])
+            grids.append((f"{r._cell_label(levels)} (run {members[0]['run_id'][:8]}, seed {members[0]['seed']})",
+                          r.file_b64(path) if path else None))
     sections = [(f"Table: {name}", r.markdown_table(rows, fs)) for name, fs, rows in tables]
     sections.append(("Claims", claims_md.split("\n", 2)[-1]))
     return r.html_page(f"dcgan-lab report: {label}", scale_md, sections, figures, grids)
