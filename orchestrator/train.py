@@ -124,8 +124,11 @@ def init_ray():
             # "local": always a new Ray of our own; a plain ray.init() would join any cluster that
             # someone started with `ray start` on this machine (RAY_ADDRESS=auto asks for that).
             ray.init(address="local", log_to_driver=True, include_dashboard=False)
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        raise UserError(f"RAY_ADDRESS={address!r} cannot be reached: {str(err).splitlines()[0][:200]}") from None
+    except Exception as err:  # noqa: BLE001 - Ray raises bare Exception when a local node times out
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        if address:
+            raise UserError(f"RAY_ADDRESS={address!r} cannot be reached: {first}") from None
+        raise UserError(f"a local Ray could not start: {first}") from None
     RAY_INIT_SECONDS["seconds"] = time.perf_counter() - t
 
 
