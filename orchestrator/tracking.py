@@ -234,6 +234,8 @@ def torch_bytes(obj):
 def _quiet_mlflow():
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    # A sweep's server lives only as long as the sweep: links to it would be dead afterwards.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     warnings.filterwarnings("ignore", module="mlflow")
     import logging
 
