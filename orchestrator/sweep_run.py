@@ -20,7 +20,7 @@ def run_sweep(preset, base, space, settings, points, resume=False):
     store_uri = tracking.tracking_uri(base.mlflow_uri)
     tracking.check_reachable(store_uri)
     check_data(base)
-    init_ray()
+    init_ray(dashboard=not trains_in_trial(base, space))
     check_resources(base)
     prepare_storage(base.storage_path)
     prepare_evaluation(base)

@@ -103,9 +103,11 @@ def build_trainer(cfg, run_id, uri, storage, name, callbacks=()):
 RAY_INIT_SECONDS = {}   # {"seconds": s} once this process started or joined Ray (the sweep logs it)
 
 
-def init_ray():
+def init_ray(dashboard=True):
     """Join ``$RAY_ADDRESS`` if set (``auto``: the cluster started on this machine), else start a
-    local Ray of our own (dashboard off: it costs start-up time)."""
+    local Ray of our own. Its dashboard (127.0.0.1) serves the State API that Ray Train's
+    controller polls (without it, a warning every second); in-trial sweeps skip it (~1 GB, seconds
+    of start-up)."""
     import time
 
     import ray
@@ -123,7 +125,7 @@ def init_ray():
         else:
             # "local": always a new Ray of our own; a plain ray.init() would join any cluster that
             # someone started with `ray start` on this machine (RAY_ADDRESS=auto asks for that).
-            ray.init(address="local", log_to_driver=True, include_dashboard=False)
+            ray.init(address="local", log_to_driver=True, include_dashboard=dashboard)
     except Exception as err:  # noqa: BLE001 - Ray raises bare Exception when a local node times out
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         if address:
