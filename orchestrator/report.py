@@ -10,6 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from orchestrator import report_render as render
+from orchestrator import tracking
 from orchestrator.errors import UserError
 
 REPORT_FILES = ("report.md", "tables.csv", "tables.tex", "report.html", "report.json")
@@ -29,8 +31,6 @@ def add_subparser(subparsers):
 
 
 def cmd_report(args):
-    from orchestrator import tracking
-
     factors = [f.strip() for f in args.factors.split(",") if f.strip()] or None
     if args.fd_threshold is not None and not (math.isfinite(args.fd_threshold) and args.fd_threshold > 0):
         raise UserError(f"fd-threshold={args.fd_threshold!r} must be a positive number")
@@ -85,37 +85,25 @@ def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_thresho
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "report.md": md,
-        "tables.csv": _render().csv_rows(tables),
-        "tables.tex": "\n\n".join(_render().latex_table(rows, fs, f"{label}: {name}") for name, fs, rows in tables),
+        "tables.csv": render.csv_rows(tables),
+        "tables.tex": "\n\n".join(render.latex_table(rows, fs, f"{label}: {name}") for name, fs, rows in tables),
         "report.html": _html(uri, label, scale_md, tables, claims_md, recs, factors),
         "report.json": json.dumps(_json(label, scale, threshold, tables, claims, untested), indent=2, default=str),
     }
     for name, text in files.items():
         _write_atomic(out / name, text)
     if parent is not None:
-        c = tracking_client(uri)
+        c = tracking.client(uri)
         for name in files:
             c.log_artifact(parent.info.run_id, str(out / name), "report")
-    summary = f"{render_md(tables[0][2], factors)}\n\n" + "\n".join(_render().verdict_lines(claims) or
+    summary = f"{render_md(tables[0][2], factors)}\n\n" + "\n".join(render.verdict_lines(claims) or
                                                                     ["No claim is tested by these runs."])
     return {"summary": summary, "tables": tables, "claims": claims, "untested": untested, "threshold": threshold,
             "records": recs, "files": [str(out / n) for n in files]}
 
 
-def _render():
-    from orchestrator import report_render
-
-    return report_render
-
-
-def tracking_client(uri):
-    from orchestrator import tracking
-
-    return tracking.client(uri)
-
-
 def render_md(rows, factors):
-    return _render().markdown_table(rows, factors)
+    return render.markdown_table(rows, factors)
 
 
 def _claim_in_labels(claim, paper, runs, factors):
@@ -139,48 +127,46 @@ def _scale_md(label, scale, threshold, recs):
             f"(final steps {j(scale['final_steps'])}), seeds {j(scale['seeds'])}, FD on {j(scale['eval_n'])} images "
             f"per evaluation; {scale['runs']} runs ({n_div} diverged, {n_nan} without a final FD — all kept and "
             f"counted in n).\n\n"
-            f"FD≤T uses T = {_render().fmt(threshold)}: the first evaluated step at or below it, averaged over the runs "
-            f"that reach it (reached/n in brackets). {_render().PAPER_MARK} marks the paper's setting, **bold** the "
+            f"FD≤T uses T = {render.fmt(threshold)}: the first evaluated step at or below it, averaged over the runs "
+            f"that reach it (reached/n in brackets). {render.PAPER_MARK} marks the paper's setting, **bold** the "
             f"best value of a column. 95 % CIs: percentile bootstrap over seeds (runs) of the mean, "
             f"2000 resamples. Diverged and collapsed: share of runs.")
 
 
 def _claims_md(claims, untested):
-    r = _render()
     return ("## Claims\n\nEach effect is alternative − paper, from runs that differ in that factor alone (matched "
             "cells: every other tabulated factor equal), averaged over the matched cells; 95 % CI from a two-level "
             "bootstrap (cells, then seeds within each). A metric's verdict is *supported* when its CI excludes 0 "
             "in the direction the paper predicts, *contradicted* when it excludes 0 the other way, else "
             "*inconclusive*; a claim is supported when at least one metric supports it and none contradicts it "
-            "(and the mirror for contradicted).\n\n" + r.claims_markdown(claims, untested)
-            + "\n\n### Verdicts\n\n" + "\n".join(r.verdict_lines(claims) or ["No claim is tested by these runs."]))
+            "(and the mirror for contradicted).\n\n" + render.claims_markdown(claims, untested)
+            + "\n\n### Verdicts\n\n" + "\n".join(render.verdict_lines(claims) or ["No claim is tested by these runs."]))
 
 
 def _html(uri, label, scale_md, tables, claims_md, recs, factors):
     from orchestrator import report_data as data
     from orchestrator import report_stats as stats
 
-    r = _render()
     cells = [(dict(zip(factors, key)), members) for key, members in stats.group(recs, factors).items()]
     figures = []
     for key, title, ylabel, log in (("fd", "FD against step (mean, band: min-max over seeds)", "FD", True),
                                     ("loss_d", "D loss", "loss_d", False), ("loss_g", "G loss", "loss_g", False),
                                     ("d_real", "D(x)", "D(x)", False), ("d_fake", "D(G(z))", "D(G(z))", False)):
-        png, drawn = r.curve_figure(cells, key, title, ylabel, log)
+        png, drawn = render.curve_figure(cells, key, title, ylabel, log)
         figures.append((f"{title} per cell", png))
     for f in ("lr", "beta1"):
         if f in factors and any(str(lvl).startswith("[") for row in tables[0][2] for lvl in [row.levels[f]]):
             figures.append((f"final FD against {f}, coloured by bn_placement",
-                            r.scatter_figure(recs, f, "bn_placement")))
+                            render.scatter_figure(recs, f, "bn_placement")))
     grids = []
     with tempfile.TemporaryDirectory() as tmp:  # the grids travel inside the HTML
         for levels, members in cells:
             path = data.final_grid(uri, members[0]["run_id"], Path(tmp) / members[0]["run_id"])
-            grids.append((f"{r._cell_label(levels)} (run {members[0]['run_id'][:8]}, seed {members[0]['seed']})",
-                          r.file_b64(path) if path else None))
-    sections = [(f"Table: {name}", r.markdown_table(rows, fs)) for name, fs, rows in tables]
+            grids.append((f"{render._cell_label(levels)} (run {members[0]['run_id'][:8]}, seed {members[0]['seed']})",
+                          render.file_b64(path) if path else None))
+    sections = [(f"Table: {name}", render.markdown_table(rows, fs)) for name, fs, rows in tables]
     sections.append(("Claims", claims_md.split("\n", 2)[-1]))
-    return r.html_page(f"dcgan-lab report: {label}", scale_md, sections, figures, grids)
+    return render.html_page(f"dcgan-lab report: {label}", scale_md, sections, figures, grids)
 
 
 def _json(label, scale, threshold, tables, claims, untested):
