@@ -5,6 +5,7 @@ used in presets, on the command line, in search spaces, as MLflow params and in 
 """
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Optional, get_args, get_origin
@@ -80,6 +81,8 @@ class Config:
     # Tracking.
     mlflow_uri: str = _opt("", "MLflow tracking URI (empty: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     experiment: str = _opt("dcgan-lab", "MLflow experiment name")
+    # Tests.
+    inject_nan: str = _opt("", "fault injection: 'RANK:STEP' makes that rank's losses NaN at that step (empty: off)")
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -91,6 +94,11 @@ class Config:
     @property
     def lr_d_value(self):
         return self.lr if self.lr_d is None else self.lr_d
+
+    @property
+    def inject_nan_at(self):
+        """``inject_nan`` as (rank, step), or None."""
+        return tuple(int(x) for x in self.inject_nan.split(":")) if self.inject_nan else None
 
 
 FIELDS = {f.name: f for f in fields(Config)}
@@ -223,6 +231,8 @@ def validate(cfg):
     if cfg.batch_size % cfg.num_workers:
         raise bad_value("batch_size", cfg.batch_size,
                         f"a multiple of num_workers={cfg.num_workers} (the global batch is split evenly)")
+    if cfg.inject_nan and not re.fullmatch(r"\d+:\d+", cfg.inject_nan):
+        raise bad_value("inject_nan", cfg.inject_nan, "RANK:STEP (two integers) or empty")
     if cfg.epochs == 0 and cfg.max_steps == 0:
         raise bad_value("max_steps", 0, "> 0 when epochs=0 (otherwise training never stops)")
     from trainables.data import get_entry

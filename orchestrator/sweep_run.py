@@ -20,10 +20,10 @@ def run_sweep(preset, base, space, settings, points, resume=False):
     store_uri = tracking.tracking_uri(base.mlflow_uri)
     tracking.check_reachable(store_uri)
     check_data(base)
+    base = prepare_evaluation(base)  # one feature space for every trial, pinned in their configs
     init_ray(dashboard=not trains_in_trial(base, space))
     check_resources(base)
     prepare_storage(base.storage_path)
-    prepare_evaluation(base)
 
     with tracking_for_sweep(store_uri, d) as uri:
         if resume:

@@ -56,10 +56,10 @@ def run_training(cfg, run_name="train", parent_run_id=None, tags=None):
     uri = tracking.tracking_uri(cfg.mlflow_uri)
     tracking.check_reachable(uri)
     check_data(cfg)
+    cfg = prepare_evaluation(cfg)  # the feature space, decided once and pinned (a param of the run)
     init_ray()
     check_resources(cfg)
     storage = prepare_storage(cfg.storage_path)
-    prepare_evaluation(cfg)
 
     run_id = tracking.start_run(uri, cfg.experiment, run_name, cfg.to_dict(),
                                 {**run_tags(), **(tags or {})}, parent_run_id)

@@ -14,10 +14,11 @@ from torch.utils.data import DataLoader
 from trainables.checkpoints import restore_training_state, training_state
 from trainables.data import DataRequest, build_dataset
 from trainables.data.sampler import ResumableBatchSampler
+from trainables.metrics.stability import DIVERGED
 from trainables.models import build_models, sample_z
 from trainables.perf import PhaseClock
 from trainables.run_eval import RunEvaluator
-from trainables.step import LOSS_KEYS, GANStep, generate, make_optimizers, noise_generator
+from trainables.step import GANStep, all_ranks, generate, make_optimizers, noise_generator, reduce_outputs
 
 
 def data_request(cfg, split="train"):
@@ -74,8 +75,8 @@ def train_loop(config, session):
         start_step, fixed_noise = restore_training_state(resumed, netG, netD, optG, optD)
     fixed_noise = fixed_noise.to(device)
     evaluator = RunEvaluator(cfg, device)
-    if resumed is not None and "eval_history" in resumed:
-        evaluator.load_state_dict(resumed["eval_history"])
+    if resumed is not None and "run_history" in resumed:
+        evaluator.load_state_dict(resumed["run_history"])
     # Ray registers a checkpoint only when it next polls the workers (every 2 s), so a restart
     # may begin before the last checkpoint reported: skip whatever steps the store already holds.
     logger = RunLogger.resuming(uri, run_id) if master else None
@@ -101,27 +102,37 @@ def train_loop(config, session):
         out = step_fn(real.to(device, non_blocking=True), noise_generator(cfg.seed, rank, step))
         step += 1
         last = step == n_steps
+        if cfg.inject_nan_at == (rank, step):  # the fault-injection hook: this rank's losses only
+            out = {k: v * math.nan for k, v in out.items()}
         clock.lap("step")
 
-        # Losses: the only host sync, on logging steps.
+        # Losses and D outputs, means over ranks, and the finite flag all ranks agree on: the only
+        # host sync, on logging (and evaluation) steps.
         if step % cfg.log_every == 0 or last or evaluator.due(step, n_steps):
-            values = {k: out[k].item() for k in LOSS_KEYS}
-            if not all(math.isfinite(v) for v in values.values()):
+            values, finite = reduce_outputs(out, world)
+            if not finite:
                 status = "diverged"
-            if master and (step % cfg.log_every == 0 or last):
+            if master and (step % cfg.log_every == 0 or last or not finite):
+                evaluator.record_losses(step, values)
                 values["images_per_s"] = progress.rate(step)
                 logger.metrics(step, values)
                 progress.show(step, values)
-        if master and (step % cfg.sample_every == 0 or last or status == "diverged"):
-            logger.image(step, to_grid_image(generate(netG, fixed_noise)))
+        sampled = master and (step % cfg.sample_every == 0 or last or status == "diverged")
+        if sampled:
+            images = generate(netG, fixed_noise)
+            logger.image(step, to_grid_image(images))
         clock.lap("log")
 
         # Evaluate (every rank takes part), then report to Ray (a barrier) with a checkpoint.
+        if sampled and status != "diverged":
+            evaluator.record_samples(step, images)
         evaluated = status != "diverged" and evaluator.due(step, n_steps)
         if evaluated:
-            latest = evaluator(netG, step, values, fixed_noise)
+            latest = evaluator(netG, step, last=last)
             if master:  # "fd" is Tune's generic key; MLflow keeps the evaluator's name (fd_faces, ...)
                 logger.metrics(step, {k: v for k, v in latest.items() if k != "fd"})
+            if not all_ranks(not evaluator.fd_diverged(), world, device):
+                status = "diverged"
         clock.lap("eval")
         checkpointing = step % cfg.checkpoint_every == 0 or last or status == "diverged"
         if evaluated or checkpointing:
@@ -129,7 +140,7 @@ def train_loop(config, session):
             state = training_state(step, netG, netD, optG, optD, fixed_noise, cfg.to_dict()) \
                 if checkpointing and master else None
             if state is not None:
-                state["eval_history"] = evaluator.state_dict()
+                state["run_history"] = evaluator.state_dict()
             if logger is not None:
                 logger.flush()
             session.report(metrics, state)
@@ -138,11 +149,12 @@ def train_loop(config, session):
             break
 
     if master:
-        final = evaluator.final_metrics()
-        if final.get("diverged") or status == "diverged":
+        final, notes = evaluator.final_metrics(step)
+        if final[DIVERGED]:
             status = "diverged"
-        final["diverged"] = float(status == "diverged")
         logger.metrics(step, final)
+        if notes:  # why a stability metric is NaN (a history too short for it), one line each
+            logger.tags({"metric_notes": "; ".join(notes)})
         logger.flush(retries=30)
         _log_final_models(logger, netG, netD, cfg, status, step)
         clock.lap("final")

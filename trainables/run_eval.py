@@ -1,18 +1,23 @@
-"""Evaluation inside a training run: quality every ``eval_every`` steps, stability at the end.
+"""Evaluation inside a training run, and the histories its stability metrics read.
 
-Every rank embeds its share of the fakes (the statistics are reduced across ranks); rank 0
-keeps the history that the stability metrics read, and it travels in the checkpoint so a
-resumed run ends with the same numbers.
+Every ``eval_every`` steps every rank embeds its share of the fakes; FD's statistics are reduced
+across ranks, so every rank holds the same FD history. Rank 0 also keeps the losses of every
+logging step and the fixed-noise samples of every sampling step. The histories travel in the
+checkpoint, so a resumed run ends with the same numbers.
 """
+import dataclasses
 import math
 
 import torch
 
 from trainables.metrics.registry import COVERAGE_MODES, FD, VARIANCE_RATIO
-from trainables.metrics.stability import stability_metrics
-from trainables.step import generate
+from trainables.metrics.stability import DIVERGED, fd_divergence, stability_metrics
+from trainables.step import LOSS_KEYS
 
 EVAL_BATCH = 500
+# Their cost grows as n^2 (KID: 100 subsets of 1,000 per side): measured at the run's last
+# evaluation only, so that the dense FD history stays cheap.
+LAST_EVALUATION_ONLY = ("kid", "pr")
 
 
 def resolve_extractor(cfg):
@@ -32,26 +37,34 @@ def resolve_extractor(cfg):
 
 
 def prepare_evaluation(cfg):
-    """Train the evaluator and embed the reals once, in the driver, before any worker needs them."""
+    """In the driver, before any worker starts: decide the feature space once, train the evaluator
+    and embed the reals. Returns ``cfg`` with ``feature_extractor`` pinned to the space chosen
+    (``domain`` or ``inception``), so every trial of a sweep measures FD in the same one."""
     from trainables.metrics.evaluate import check_sample_count, reference_embedding
 
     extractor, note = resolve_extractor(cfg)
     if note:
         print(f"[dcgan-lab] {note}", flush=True)
-    if extractor is not None:
-        check_sample_count("eval_n", cfg.eval_n, extractor)
-        reference_embedding(extractor, cfg.dataset, cfg.image_size, cfg.eval_n, EVAL_BATCH, cfg.data_root)
-    return extractor
+    if extractor is None:
+        return cfg
+    check_sample_count("eval_n", cfg.eval_n, extractor)
+    reference_embedding(extractor, cfg.dataset, cfg.image_size, cfg.eval_n, EVAL_BATCH, cfg.data_root)
+    return dataclasses.replace(cfg, feature_extractor="inception" if extractor.name == "inception" else "domain")
+
+
+def to_pixels(images):
+    """[-1, 1] images as the 8-bit pixels of the logged grid."""
+    return images.detach().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu()
 
 
 class RunEvaluator:
     def __init__(self, cfg, device):
         self.cfg, self.device = cfg, device
         self.extractor, _ = resolve_extractor(cfg)
-        self.fd_key = FD.format(ev=self.extractor.name) if self.extractor is not None else None
-        # Per evaluation, in order: what stability_metrics reads.
-        self.history = {"step": [], "fd": [], "loss_g": [], "loss_d": [], "d_fake": [], "variance_ratio": [],
-                        "coverage_modes": [], "grids": []}
+        self.fd_key = FD.format(ev=self.extractor.name) if self.enabled else None
+        self.losses = {"step": [], **{k: [] for k in LOSS_KEYS}}
+        self.samples = {"step": [], "features": [], "pixels": []}
+        self.evals = {"step": [], "fd": [], "variance_ratio": [], "coverage_modes": []}
 
     @property
     def enabled(self):
@@ -60,41 +73,55 @@ class RunEvaluator:
     def due(self, step, n_steps):
         return self.enabled and (step % self.cfg.eval_every == 0 or step == n_steps)
 
-    def __call__(self, netG, step, losses, fixed_noise):
+    def record_losses(self, step, values):
+        self.losses["step"].append(step)
+        for k in LOSS_KEYS:
+            self.losses[k].append(values[k])
+
+    def record_samples(self, step, images):
+        """The fixed-noise grid of ``step``: its pixels, and its features in the run's space."""
+        self.samples["step"].append(step)
+        self.samples["pixels"].append(to_pixels(images))
+        if self.enabled:
+            self.samples["features"].append(self.extractor.to(self.device).features(images))
+
+    def __call__(self, netG, step, last=False):
         """All ranks call this; returns the metrics dict (the same on every rank)."""
         from trainables.metrics.evaluate import evaluate_generator
 
         cfg = self.cfg
-        net = getattr(netG, "module", netG)
-        results = evaluate_generator(net, nz=cfg.nz, z_dist=cfg.z_dist, dataset=cfg.dataset,
-                                     image_size=cfg.image_size, n=cfg.eval_n, batch_size=EVAL_BATCH,
-                                     evaluator=self.extractor, seed=cfg.seed, device=self.device,
-                                     data_root=cfg.data_root)
-        h = self.history
-        h["step"].append(step)
-        h["fd"].append(results[self.fd_key])
-        for key in ("loss_g", "loss_d", "d_fake"):
-            h[key].append(losses[key])
-        h["variance_ratio"].append(results.get(VARIANCE_RATIO, math.nan))
-        h["coverage_modes"].append(results.get(COVERAGE_MODES, math.nan))
-        h["grids"].append(generate(netG, fixed_noise).detach().cpu().half())
+        metrics = [m for m in self.extractor.metrics if last or m not in LAST_EVALUATION_ONLY]
+        results = evaluate_generator(getattr(netG, "module", netG), nz=cfg.nz, z_dist=cfg.z_dist,
+                                     dataset=cfg.dataset, image_size=cfg.image_size, n=cfg.eval_n,
+                                     batch_size=EVAL_BATCH, evaluator=self.extractor, metrics=metrics, seed=cfg.seed,
+                                     device=self.device, data_root=cfg.data_root)
+        e = self.evals
+        e["step"].append(step)
+        e["fd"].append(results[self.fd_key])
+        e["variance_ratio"].append(results.get(VARIANCE_RATIO, math.nan))
+        e["coverage_modes"].append(results.get(COVERAGE_MODES, math.nan))
         return {**results, "fd": results[self.fd_key]}
 
-    def final_metrics(self):
-        """fd_final, fd_best and the stability metrics, from the whole history."""
-        h = self.history
-        if not h["fd"]:
-            return {}
-        coverage = None if all(math.isnan(v) for v in h["coverage_modes"]) else h["coverage_modes"]
-        stab = stability_metrics(grids=[g.float() for g in h["grids"]], fd=h["fd"], loss_g=h["loss_g"],
-                                 loss_d=h["loss_d"], d_fake=h["d_fake"], variance_ratio=h["variance_ratio"],
-                                 coverage_modes=coverage)
-        return {"fd_final": h["fd"][-1], "fd_best": min(h["fd"]),
-                **{k: float(v) for k, v in stab.items()}}
+    def fd_diverged(self):
+        """Has FD been rising for good (stability.fd_divergence) by the last evaluation?"""
+        return fd_divergence(self.evals["step"], self.evals["fd"]) is not None
+
+    def final_metrics(self, end):
+        """(metrics, notes): fd_final (healthy runs), fd_best and the stability metrics of the run."""
+        e = self.evals
+        coverage = None if all(math.isnan(v) for v in e["coverage_modes"]) else e["coverage_modes"]
+        metrics, notes = stability_metrics(self.losses, self.samples, {**e, "coverage_modes": coverage}, end)
+        if e["fd"]:
+            metrics["fd_best"] = min(e["fd"])
+            if not metrics[DIVERGED]:
+                metrics["fd_final"] = e["fd"][-1]
+        return metrics, notes
 
     def state_dict(self):
-        return {k: (torch.stack(v) if k == "grids" and v else v) for k, v in self.history.items()}
+        samples = {k: (torch.stack(v) if k != "step" and v else v) for k, v in self.samples.items()}
+        return {"losses": self.losses, "samples": samples, "evals": self.evals}
 
     def load_state_dict(self, state):
-        for k, v in state.items():
-            self.history[k] = list(v)  # grids: a stacked tensor back to a list of grids
+        self.losses = {k: list(v) for k, v in state["losses"].items()}
+        self.samples = {k: list(v) for k, v in state["samples"].items()}  # stacked tensors back to lists
+        self.evals = {k: list(v) for k, v in state["evals"].items()}

@@ -7,6 +7,7 @@ updated D. Losses stay on the device; callers read them (a host sync) only when 
 import contextlib
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from trainables.models import sample_z
@@ -67,6 +68,26 @@ class GANStep:
                 "d_fake": torch.sigmoid(out_fake).mean(),
                 "d_fake_g": torch.sigmoid(out_g).mean(),
             }
+
+
+def all_ranks(flag, world, device):
+    """True when ``flag`` holds on every rank (a MIN all-reduce), so that all ranks branch alike."""
+    if world == 1:
+        return bool(flag)
+    t = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def reduce_outputs(out, world):
+    """(the step's LOSS_KEYS as floats, means over ranks; whether they were finite on every rank).
+    Two small all-reduces and a host sync: callers do this on logging steps only."""
+    values = torch.stack([out[k].detach().float() for k in LOSS_KEYS])
+    finite = all_ranks(bool(torch.isfinite(values).all()), world, values.device)
+    if world > 1:
+        dist.all_reduce(values)
+        values /= world
+    return dict(zip(LOSS_KEYS, values.tolist())), finite
 
 
 def _no_sync(net):
