@@ -14,6 +14,7 @@ A run keeps three histories, each in step order:
 """
 import math
 
+import numpy as np
 import torch
 
 from trainables.metrics.coverage import N_COMBOS
@@ -86,17 +87,17 @@ def sample_oscillation(steps, features, pixels, end, notes=None):
 
 
 def fd_volatility(steps, fd, end, notes=None):
-    """RMS residual of FD around a straight-line fit over the last third, over the mean FD there."""
+    """RMS residual of FD around its monotone trend over the last third (the isotonic fit, falling
+    or rising, whichever fits better), over the mean FD there."""
+    from scipy.optimize import isotonic_regression
+
     idx = _from(steps, end, 2 / 3)
     if len(idx) < MIN_FD_POINTS:
         return _short(notes, FD_VOLATILITY,
                       f"{len(idx)} FD evaluations in the last third of the run (needs {MIN_FD_POINTS})")
-    t = torch.tensor([float(steps[i]) for i in idx], dtype=torch.float64)
-    y = torch.tensor([float(fd[i]) for i in idx], dtype=torch.float64)
-    design = torch.stack([torch.ones_like(t), t - t.mean()], dim=1)
-    coef = torch.linalg.lstsq(design, y.unsqueeze(1)).solution
-    residual = y - (design @ coef).squeeze(1)
-    return float(residual.pow(2).sum().div(len(y) - 2).sqrt() / y.mean())
+    y = np.array([fd[i] for i in idx], dtype=np.float64)
+    rms = min(np.sqrt(np.mean((y - isotonic_regression(y, increasing=up).x) ** 2)) for up in (False, True))
+    return float(rms / y.mean())
 
 
 def loss_oscillation(steps, loss_g, end, window=LOSS_WINDOW, notes=None):
