@@ -36,3 +36,14 @@ def test_one_rank_non_finite_stops_both_ranks_at_the_same_step(ray_local, mlflow
     notes = run.data.tags["metric_notes"]
     for key in ("sample_oscillation", "fd_volatility", "loss_oscillation", "fd_last_before_divergence"):
         assert math.isnan(run.data.metrics[key]) and f"{key}: " in notes, key
+
+
+def test_a_malformed_injection_hook_is_refused_before_anything_runs():
+    import pytest
+
+    from orchestrator.errors import UserError
+
+    with pytest.raises(UserError, match=r"inject_nan='1@4' is not allowed: RANK:STEP \(two integers\) or empty"):
+        resolve_config("smoke", {"inject_nan": "1@4"})
+    assert resolve_config("smoke", {"inject_nan": "1:4"}).inject_nan_at == (1, 4)
+    assert resolve_config("smoke").inject_nan_at is None

@@ -43,6 +43,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
         assert c.data.tags["status"] == "finished" and c.info.status == "FINISHED"
         assert {"lr", "beta1", "bn_placement", "seed", "nz", "dataset"} <= set(c.data.params)
         assert c.data.params["d_head"] == "conv" and "design_point" not in c.data.params
+        assert c.data.params["feature_extractor"] == "domain"   # auto, resolved once by the driver
         steps = [m.step for m in client.get_metric_history(c.info.run_id, "loss_g")]
         assert steps == list(range(2, 13, 2))
         assert any(f.path.endswith(".png") for f in client.list_artifacts(c.info.run_id, "images"))

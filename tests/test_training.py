@@ -148,8 +148,14 @@ def test_run_logs_quality_and_stability(ray_local, mlflow_uri, tmp_path):
     assert [s for s, _ in _history(mlflow_uri, run_id, "fd_faces")] == [6, 12]
     assert not any("fid" in k for k in metrics) and "fd" not in metrics
     for key in ("kid_faces", "precision", "recall", "coverage_kl", "coverage_modes", "fd_final", "fd_best",
-                "sample_oscillation", "fd_volatility", "loss_oscillation", "diverged", "collapsed"):
+                "sample_oscillation", "sample_oscillation_global", "sample_oscillation_pixels", "fd_volatility",
+                "loss_oscillation", "diverged", "mode_collapse", "attribute_skew"):
         assert key in metrics, key
+    assert "collapsed" not in metrics
+    # 12 steps are too few for the history metrics: NaN, each with its note.
+    assert metrics["fd_volatility"] != metrics["fd_volatility"]
+    assert "fd_volatility: 1 FD evaluations in the last third" in MlflowClient(mlflow_uri).get_run(run_id).data.tags[
+        "metric_notes"]
     assert metrics["fd_final"] == metrics["fd_faces"] and metrics["fd_best"] <= metrics["fd_final"]
 
     assert main(["evaluate", "--run", run_id, "--n", "300", "--mlflow-uri", mlflow_uri]) == 0
