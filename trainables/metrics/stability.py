@@ -31,7 +31,7 @@ MODE_COLLAPSE = "mode_collapse"
 ATTRIBUTE_SKEW = "attribute_skew"
 
 MIN_SAMPLES = 5              # fixed-noise grids in the second half behind sample_oscillation
-MIN_FD_POINTS = 5            # evaluations in the last third behind fd_volatility (3 residual dof)
+MIN_FD_POINTS = 5            # evaluations in the last third behind fd_volatility
 LOSS_WINDOW = 10             # log points per loss_oscillation window (second half)
 DIVERGE_FD_RATIO = 2.0       # FD above this x its best so far ...
 DIVERGE_STEPS = 300          # ... at every evaluation for this many steps: diverged (calibration: docs/metrics.md)
@@ -45,9 +45,10 @@ def _short(notes, key, why):
     return math.nan
 
 
-def _from(steps, end, fraction):
-    """Indices of the steps at or after ``fraction`` of the run."""
-    return [i for i, s in enumerate(steps) if s >= fraction * end]
+def _from(steps, end, num, den):
+    """Indices of the steps at or after ``num / den`` of the run (in integers: 800 is in the last
+    third of 1,200)."""
+    return [i for i, s in enumerate(steps) if den * s >= num * end]
 
 
 def wasted_path(trajectory):
@@ -72,7 +73,7 @@ def oscillation_components(grids):
 def sample_oscillation(steps, features, pixels, end, notes=None):
     """{per-sample, global, pixels} oscillation of the fixed-noise samples over the second half.
     ``features`` is empty when the run has no feature space (evaluation off)."""
-    late = _from(steps, end, 1 / 2)
+    late = _from(steps, end, 1, 2)
     if len(late) < MIN_SAMPLES:
         why = f"{len(late)} fixed-noise grids in the second half of the run (needs {MIN_SAMPLES})"
         keys = (SAMPLE_OSCILLATION, SAMPLE_OSCILLATION_GLOBAL, SAMPLE_OSCILLATION_PIXELS)
@@ -91,7 +92,7 @@ def fd_volatility(steps, fd, end, notes=None):
     or rising, whichever fits better), over the mean FD there."""
     from scipy.optimize import isotonic_regression
 
-    idx = _from(steps, end, 2 / 3)
+    idx = _from(steps, end, 2, 3)
     if len(idx) < MIN_FD_POINTS:
         return _short(notes, FD_VOLATILITY,
                       f"{len(idx)} FD evaluations in the last third of the run (needs {MIN_FD_POINTS})")
@@ -103,7 +104,7 @@ def fd_volatility(steps, fd, end, notes=None):
 def loss_oscillation(steps, loss_g, end, window=LOSS_WINDOW, notes=None):
     """Mean std of the finite ``loss_g`` values inside each window of ``window`` consecutive log
     points (stride 1) over the second half: slow trends contribute little, swings their size."""
-    late = [float(loss_g[i]) for i in _from(steps, end, 1 / 2) if math.isfinite(loss_g[i])]
+    late = [float(loss_g[i]) for i in _from(steps, end, 1, 2) if math.isfinite(loss_g[i])]
     if len(late) < window:
         return _short(notes, LOSS_OSCILLATION,
                       f"{len(late)} finite loss_g values in the second half of the run (needs {window})")
