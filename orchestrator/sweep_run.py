@@ -50,6 +50,7 @@ def tracking_for_sweep(store_uri, d):
     if not store_uri.startswith("sqlite:///"):
         yield store_uri
         return
+    tracking.open_store(store_uri)  # created here under the store's lock, not by the server
     artifacts = tracking._artifact_root(store_uri)
     with local_server(store_uri, artifacts, Path(d) / "mlflow-server.log") as uri:
         yield uri
