@@ -70,6 +70,8 @@ def cmd_sweep(args):
         print(yaml.safe_dump({"sweep": {**settings, "space": space.name, "trials": n_trials},
                               "base_config": base.to_dict()}, sort_keys=False).rstrip())
         return 0
+    if args.resume:
+        check_resumable(sweep_dir(args.preset, space.name, settings["search"], resume=True), base)
     from orchestrator.sweep_run import run_sweep
 
     summary = run_sweep(args.preset, base, space, settings, points, resume=args.resume)
@@ -97,6 +99,27 @@ def sweep_dir(preset, space_name, search, resume):
             raise UserError(f"--resume: no sweep {stem} to resume under {root}")
         return taken[-1][1]
     return root / f"{stem}-{taken[-1][0] + 1 if taken else 1}"
+
+
+def tune_storage(storage_path):
+    """Where Tune keeps its sweeps' state (``<storage_path>/sweeps/<sweep name>``)."""
+    return storage_path + "/sweeps"
+
+
+def check_resumable(d, base):
+    """--resume, before Ray starts: this storage_path must hold Tune's state of sweep ``d``;
+    if not, say where the sweep ran (its sweep.json) instead of failing inside Tune's restore."""
+    from ray.tune import Tuner
+
+    from orchestrator.train import with_absolute_paths
+
+    looked_in = f"{tune_storage(with_absolute_paths(base).storage_path)}/{d.name}"
+    if Tuner.can_restore(looked_in):
+        return
+    ran = read_sweep_file(d).get("storage_path")
+    where = f"the sweep ran with storage_path={ran!r}" if ran else f"{d / SWEEP_FILE} does not say where it ran"
+    raise UserError(f"--resume: storage_path={base.storage_path!r} holds no Tune state of sweep {d.name} "
+                    f"(looked in {looked_in}); {where}")
 
 
 def read_sweep_file(d):

@@ -5,7 +5,7 @@ from pathlib import Path
 from orchestrator import tracking
 from orchestrator.config import config_from_dict
 from orchestrator.report import print_sweep_report
-from orchestrator.sweep import concurrency, read_sweep_file, sweep_dir, write_sweep_file
+from orchestrator.sweep import concurrency, read_sweep_file, sweep_dir, tune_storage, write_sweep_file
 
 TRIAL_TAG = "trial_id"
 DESIGN_POINT = "design_point"   # a grid of whole points (design: one_at_a_time) rather than a product
@@ -33,7 +33,8 @@ def run_sweep(preset, base, space, settings, points, resume=False):
                 uri, base.experiment, d.name,
                 {**{f"sweep_{k}": v for k, v in settings.items()}, "sweep_space": space.name, **base.to_dict()},
                 {**run_tags(), "kind": "sweep", "space_file": space.path})
-            write_sweep_file(d, {"parent_run_id": parent, "preset": preset, "settings": settings})
+            write_sweep_file(d, {"parent_run_id": parent, "preset": preset, "settings": settings,
+                                 "storage_path": base.storage_path})
         results = run_tuner(d, base, space, settings, points, parent, uri, resume)
         summary = summarize(uri, parent)
         tracking.client(uri).set_tag(parent, "n_trials", len(results))
@@ -50,6 +51,7 @@ def tracking_for_sweep(store_uri, d):
     if not store_uri.startswith("sqlite:///"):
         yield store_uri
         return
+    tracking.open_store(store_uri)  # created here under the store's lock, not by the server
     artifacts = tracking._artifact_root(store_uri)
     with local_server(store_uri, artifacts, Path(d) / "mlflow-server.log") as uri:
         yield uri
@@ -71,9 +73,9 @@ def run_tuner(d, base, space, settings, points, parent, uri, resume):
         # hold them: Tune wants a non-empty request, and even 0.01 CPU would keep a worker that
         # needs every CPU from ever fitting.
         {"cpu": base.cpus_per_worker, "gpu": int(base.use_gpu)} if in_trial else {"memory": 1})
-    tune_storage = base.storage_path + "/sweeps"  # absolute already (run_sweep)
+    storage = tune_storage(base.storage_path)  # absolute already (run_sweep)
     if resume:
-        tuner = tune.Tuner.restore(f"{tune_storage}/{d.name}", trainable=trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(f"{storage}/{d.name}", trainable=trainable, resume_errored=True)
     else:
         search_alg, param_space, num_samples = search_setup(space, settings, points, base, d)
         tuner = tune.Tuner(
@@ -86,7 +88,7 @@ def run_tuner(d, base, space, settings, points, parent, uri, resume):
                                         trial_dirname_creator=lambda t: f"trial-{t.trial_id}"),
             # No stopper on "diverged": the loop stops itself at a NaN loss once it has tagged the run;
             # a Tune stopper would end the trial first, and MLflow would call it failed.
-            run_config=tune.RunConfig(name=d.name, storage_path=tune_storage, verbose=1,
+            run_config=tune.RunConfig(name=d.name, storage_path=storage, verbose=1,
                                       # In-trial training: Tune keeps the checkpoints and restarts failed trials.
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                                       failure_config=tune.FailureConfig(max_failures=base.max_failures if in_trial else 0)),

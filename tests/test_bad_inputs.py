@@ -45,10 +45,18 @@ def _store(cwd):
     shutil.copy(STORE_TEMPLATE["path"], cwd / "mlflow.db")
 
 
+def _finished_sweep(cwd):
+    """What a finished smoke sweep leaves in its folder: its sweep.json, Tune's state under ./ray_results."""
+    from orchestrator.sweep import write_sweep_file
+
+    write_sweep_file(cwd / "sweeps" / "smoke-smoke-grid-1", {"parent_run_id": UNKNOWN_RUN, "preset": "smoke",
+                                                               "settings": {}, "storage_path": str(cwd / "ray_results")})
+
+
 STORE_TEMPLATE = {}
 NO_RAY = {"RAY_ADDRESS": None}
 
-# (id, argv, what the error line must name, setup, extra env)
+# (id, argv, what the error line must name (a string or a tuple of them), setup, extra env)
 CASES = [
     # train: config keys and values
     ("train-unknown-preset", ["train", "--preset", "nope"], "preset='nope'", None, {}),
@@ -90,6 +98,9 @@ CASES = [
      _unknown_key_space, {}),
     ("sweep-unknown-space", ["sweep", "--preset", "smoke", "--space", "nope"], "nope", None, {}),
     ("sweep-resume-nothing", ["sweep", "--preset", "smoke", "--resume"], "--resume", None, {}),
+    ("sweep-resume-other-storage", ["sweep", "--preset", "smoke", "--resume", "--set", "storage_path=./other"],
+     ("storage_path='./other' holds no Tune state", "other/sweeps/smoke-smoke-grid-1)",
+      "ran with storage_path='"), _finished_sweep, {}),
     ("sweep-num-samples-not-int", ["sweep", "--preset", "smoke", "--num-samples", "many"], "--num-samples", None,
      {}),
     ("sweep-zero-lr", ["sweep", "--preset", "smoke", "--set", "lr=0"], "lr=0", None, {}),
@@ -174,7 +185,8 @@ def test_bad_input(case, outcomes, record_property):
     assert r.returncode == 2, f"exit {r.returncode}: {r.stderr[-2000:]}"
     assert "Traceback" not in r.stderr + r.stdout
     assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("dcgan-lab: error: ") and culprit in lines[0], lines[0]
+    culprits = culprit if isinstance(culprit, tuple) else (culprit,)
+    assert lines[0].startswith("dcgan-lab: error: ") and all(c in lines[0] for c in culprits), lines[0]
     assert after == before, f"files changed: {set(after.items()) ^ set(before.items())}"
 
 
