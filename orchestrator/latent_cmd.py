@@ -10,6 +10,7 @@ the unit (logged to the sweep's parent run with ``--sweep``). Everything is comp
 anything is written. The math lives in ``trainables/latent/``.
 """
 import argparse
+import functools
 import re
 from pathlib import Path
 
@@ -115,9 +116,12 @@ def cmd_latent(args):
     for run_id, _, cfg in generators:
         if check:
             check(args, cfg, run_id)
-    reports = {run_id: EXPERIMENTS[args.experiment](args, fixed_bn(netG, cfg.nz, cfg.z_dist, seed=args.seed), cfg,
-                                                    uri, run_id)
-               for run_id, netG, cfg in generators}
+    try:
+        reports = {run_id: EXPERIMENTS[args.experiment](args, fixed_bn(netG, cfg.nz, cfg.z_dist, seed=args.seed),
+                                                        cfg, uri, run_id)
+                   for run_id, netG, cfg in generators}
+    finally:
+        _real_references.cache_clear()     # shared by this command's generators only
     # Each recipe keeps its own folder and artifacts.
     name = args.experiment + (f"-{args.recipe}" if getattr(args, "recipe", None) else "")
     publish(reports, {run_id: cfg for run_id, _, cfg in generators}, uri, args, name, args.experiment)
@@ -262,14 +266,25 @@ def forget(args, netG, cfg, uri, run_id):
 
 
 def neighbours(args, netG, cfg, uri, run_id):
-    from trainables.latent.data import load_images
     from trainables.latent.neighbours import run_neighbours
 
     evaluator = _evaluator(cfg)
-    train, _ = load_images(cfg.dataset, cfg.image_size, cfg.nc, "train", args.train_n or cfg.dataset_size,
-                           cfg.data_root, cfg.data_seed, cfg.dataset_size)
-    heldout, _ = load_images(cfg.dataset, cfg.image_size, cfg.nc, "test", args.heldout_n, cfg.data_root, cfg.data_seed)
-    return run_neighbours(netG, evaluator, cfg.nz, cfg.z_dist, train, heldout, args.n, args.seed)
+    train, references = _real_references(cfg.dataset, cfg.image_size, cfg.nc, args.train_n or cfg.dataset_size,
+                                         args.heldout_n, cfg.data_root, cfg.data_seed, cfg.dataset_size)
+    return run_neighbours(netG, evaluator, cfg.nz, cfg.z_dist, train, references, args.n, args.seed)
+
+
+@functools.lru_cache(maxsize=1)
+def _real_references(dataset, image_size, nc, train_n, heldout_n, data_root, data_seed, dataset_size):
+    """The training images and their embeddings, once for all the generators of a command."""
+    from trainables.latent.data import load_images
+    from trainables.latent.neighbours import real_references
+    from trainables.metrics.evaluators import get_evaluator
+
+    train, _ = load_images(dataset, image_size, nc, "train", train_n, data_root, data_seed, dataset_size)
+    heldout, _ = load_images(dataset, image_size, nc, "test", heldout_n, data_root, data_seed)
+    evaluator = get_evaluator(dataset, image_size, seed=0, nc=nc, data_root=data_root)
+    return train, real_references(evaluator, train, heldout)
 
 
 EXPERIMENTS = {"walk": walk, "sheet": sheet, "arithmetic": arithmetic, "turn": turn, "forget": forget,

@@ -68,24 +68,36 @@ def compare(d_fake, d_real, seed):
 SPACES = {"evaluator": lambda evaluator, x: evaluator.features(x), "pixels": lambda _evaluator, x: x.flatten(1)}
 
 
-def run_neighbours(netG, evaluator, nz, z_dist, train_images, heldout_images, n=1000, seed=0):
-    """Generated -> train against held-out real -> train nearest distances, in each space."""
+def real_references(evaluator, train_images, heldout_images):
+    """Per space: the training set's embeddings, and each held-out real image's distance to its
+    nearest training image (the real-to-real baseline). The same for every generator of a data
+    set, so computed once for all of them."""
+    refs = {}
+    for space, embed in SPACES.items():
+        f_train = embed(evaluator, train_images)
+        refs[space] = f_train, nearest(embed(evaluator, heldout_images), f_train)[0][:, 0]
+    return refs
+
+
+def run_neighbours(netG, evaluator, nz, z_dist, train_images, references, n=1000, seed=0):
+    """Generated -> train against held-out real -> train nearest distances, in each space
+    (``references``: :func:`real_references` of ``train_images`` and the held-out images)."""
     gen = torch.Generator().manual_seed(seed)
     fakes = render(netG, sample_z(n, nz, z_dist, generator=gen))
-    numbers = {"generated": n, "train_images": len(train_images), "heldout_images": len(heldout_images),
+    d_heldout = references["evaluator"][1]
+    numbers = {"generated": n, "train_images": len(train_images), "heldout_images": len(d_heldout),
                "seed": seed, "evaluator": evaluator.name, "unit": UNIT}
     images, arrays, distances = {}, {}, {}
     random_rows = torch.randperm(n, generator=gen)[:SHOW]
     for space, embed in SPACES.items():
-        f_train = embed(evaluator, train_images)
+        f_train, d_real = references[space]
         d_fake, i_fake = nearest(embed(evaluator, fakes), f_train, SHOW_NEIGHBOURS)
-        d_real, _ = nearest(embed(evaluator, heldout_images), f_train)
-        numbers[space] = compare(d_fake[:, 0], d_real[:, 0], seed)
+        numbers[space] = compare(d_fake[:, 0], d_real, seed)
         suffix = "" if space == "evaluator" else f"_{space}"
         images[f"neighbours{suffix}"] = _neighbour_grid(fakes, train_images, d_fake[:, 0], i_fake, random_rows, space)
-        distances[space] = d_fake[:, 0], d_real[:, 0]
+        distances[space] = d_fake[:, 0], d_real
         arrays[f"generated_to_train{suffix}"] = d_fake[:, 0].numpy()
-        arrays[f"heldout_to_train{suffix}"] = d_real[:, 0].numpy()
+        arrays[f"heldout_to_train{suffix}"] = d_real.numpy()
     images["neighbours_hist"] = _histogram(distances)
     return Report(numbers, images, arrays)
 
