@@ -10,7 +10,7 @@ import torch
 
 from trainables.latent.neighbours import compare, nearest
 from trainables.latent.represent import choose_c
-from trainables.latent.stats import MIN_UNITS, contrasts, mean_ci, over_generators, paired
+from trainables.latent.stats import MIN_UNITS, SHARE, contrasts, mean_ci, over_generators, paired
 
 SIMULATIONS = 400
 ALPHA = 0.05
@@ -77,10 +77,10 @@ def test_no_interval_from_fewer_than_three_units_and_none_of_zero_width():
     assert two["ci"] is None and "fewer than 3 generators" in two["interval"]
     assert paired([1, 0], [0, 0], "trials")["p"] is None
     # All trials at 0: the exact binomial interval of 20 units at 0, not [0, 0].
-    zeros = mean_ci([0.0] * 20, "trials", bounded=True)
+    zeros = mean_ci([0.0] * 20, "trials", bounds=SHARE)
     assert zeros["ci"][0] == 0 and 0.1 < zeros["ci"][1] < 0.2 and zeros["interval"].startswith("exact binomial")
     # A bounded mean's t interval stays inside [0, 1].
-    near_one = mean_ci([1.0] * 9 + [0.8], "trials", bounded=True)
+    near_one = mean_ci([1.0] * 9 + [0.8], "trials", bounds=SHARE)
     assert near_one["ci"][1] == 1.0 and near_one["ci"][0] < 1.0
 
 

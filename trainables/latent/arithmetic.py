@@ -16,7 +16,7 @@ from trainables.latent.figures import grid, stack, titled
 from trainables.latent.generator import render
 from trainables.latent.queries import attribute_values, matches, query_text
 from trainables.latent.report import Report
-from trainables.latent.stats import contrasts, mean_ci, paired, proportion
+from trainables.latent.stats import SHARE, contrasts, mean_ci, paired, proportion
 from trainables.models import sample_z
 
 NEIGHBOURS = 8          # the paper shows Y and 8 neighbours ...
@@ -132,7 +132,7 @@ def run_arithmetic(netG, evaluator, exemplars, target, k, nz, z_dist, seed=0, na
         prior = hits(evaluator, render(netG, sample_z(PRIOR_N, nz, z_dist, generator=gen)), target)
         numbers["prior"] = {key: proportion(int(h.sum()), PRIOR_N, "samples") for key, h in prior.items()}
         numbers["settings"] = {name: {"outputs_per_trial": 1 if name.startswith("pixel") else 1 + NEIGHBOURS,
-                                      **{key: mean_ci([s[key] for s in shares], UNIT, bounded=True)
+                                      **{key: mean_ci([s[key] for s in shares], UNIT, bounds=SHARE)
                                          for key in shares[0]},
                                       "per_trial_target": [s["target"] for s in shares]}
                                for name, shares in per_trial.items()}

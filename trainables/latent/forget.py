@@ -19,7 +19,7 @@ from orchestrator.errors import UserError
 from trainables.latent.figures import grid, mask_overlay, side_by_side, titled
 from trainables.latent.generator import hidden_features, render, render_dropped
 from trainables.latent.report import Report
-from trainables.latent.stats import contrasts, mean_ci, paired
+from trainables.latent.stats import SHARE, contrasts, mean_ci, paired
 from trainables.models import sample_z
 
 INSIDE = 0.5           # a feature position is "inside a window" when this much of its pixels are window
@@ -151,10 +151,10 @@ def run_forget(netG, evaluator, nz, z_dist, n=150, heldout_n=150, layer=1, seed=
         "dropped_max_abs": zeroed.abs().max().item() if zeroed.numel() else 0.0,
         "control_draws": CONTROL_DRAWS,
         "controls": {name: _control_numbers(sets, drop, energy) for name, sets in control_sets.items()},
-        "conditions": {name: {"window_pixels": mean_ci(c["window"].tolist(), UNIT, bounded=True),
-                              "bed_pixels": mean_ci(c["bed"].tolist(), UNIT, bounded=True),
+        "conditions": {name: {"window_pixels": mean_ci(c["window"].tolist(), UNIT, bounds=SHARE),
+                              "bed_pixels": mean_ci(c["bed"].tolist(), UNIT, bounds=SHARE),
                               "images_with_window": mean_ci((c["window"] > HAS_WINDOW).float().tolist(), UNIT,
-                                                            bounded=True)}
+                                                            bounds=SHARE)}
                        for name, c in conditions.items()},
     }
     c = conditions

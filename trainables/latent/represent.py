@@ -20,7 +20,7 @@ from orchestrator.errors import UserError
 from trainables.latent.figures import from_matplotlib, pyplot
 from trainables.latent.generator import calibrate_bn
 from trainables.latent.report import Report
-from trainables.latent.stats import contrasts, mean_ci, paired
+from trainables.latent.stats import SHARE, contrasts, mean_ci, paired
 
 GRID = 4                                   # each layer max-pooled to GRID x GRID
 CS = (0.001, 0.01, 0.1, 1.0)               # the SVM's C: the starting grid, chosen on the validation split ...
@@ -131,7 +131,7 @@ def run_represent(netD, random_D, data, label_keys, per_class=100, draws=10, see
                 chosen.append(c)
                 interior += inside
                 unconverged += n_bad
-            task[name] = {**mean_ci(accs, UNIT, bounded=True), "accuracies": accs, "C": chosen,
+            task[name] = {**mean_ci(accs, UNIT, bounds=SHARE), "accuracies": accs, "C": chosen,
                           "C_interior": interior, "unconverged_fits": unconverged}
         numbers["tasks"][key] = task
         for other in FEATURES[1:]:

@@ -18,10 +18,15 @@ LEVEL = 0.95
 MIN_UNITS = 3          # no interval, and no test, from fewer units
 
 
-def mean_ci(values, unit, bounded=False):
-    """Mean of per-unit values with its t interval. ``bounded``: the values lie in [0, 1]; when
-    every unit sits at 0 (or 1) the t interval has zero width, so the exact binomial interval of
-    n units all at that bound (the most variable [0, 1] variable with that mean) is given instead."""
+SHARE = (0.0, 1.0)     # the bounds of a share (of outputs, pixels, correct answers)
+CORRELATION = (-1.0, 1.0)
+
+
+def mean_ci(values, unit, bounds=None):
+    """Mean of per-unit values with its t interval, clipped to ``bounds`` (the range the values,
+    and so their mean, cannot leave). For a share whose units all sit at 0 (or 1) the t interval
+    has zero width, so the exact binomial interval of n units all at that bound (the most
+    variable [0, 1] variable with that mean) is given instead."""
     v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
     out = {"unit": unit, "n": int(len(v)), "mean": float(v.mean()) if len(v) else math.nan,
            "sd": float(v.std(ddof=1)) if len(v) > 1 else math.nan, "ci": None, "interval": None}
@@ -29,9 +34,9 @@ def mean_ci(values, unit, bounded=False):
         out["interval"] = f"none: fewer than {MIN_UNITS} {unit}"
     elif np.ptp(v) > 0:
         ci = stats.ttest_1samp(v, 0.0).confidence_interval(LEVEL)
-        lo, hi = (max(ci.low, 0.0), min(ci.high, 1.0)) if bounded else (ci.low, ci.high)   # the mean is in [0, 1]
+        lo, hi = (max(ci.low, bounds[0]), min(ci.high, bounds[1])) if bounds else (ci.low, ci.high)
         out["ci"], out["interval"] = [float(lo), float(hi)], f"t, over {unit}"
-    elif bounded and v[0] in (0.0, 1.0):
+    elif bounds == SHARE and v[0] in SHARE:
         lo, hi = proportion_confint(int(v[0]) * len(v), len(v), alpha=1 - LEVEL, method="beta")
         out["ci"], out["interval"] = [float(lo), float(hi)], f"exact binomial, all {unit} at {v[0]:g}"
     else:

@@ -9,7 +9,7 @@ from scipy.stats import spearmanr
 from trainables.latent.figures import grid, stack, titled
 from trainables.latent.generator import render
 from trainables.latent.report import Report
-from trainables.latent.stats import contrasts, mean_ci, paired
+from trainables.latent.stats import CORRELATION, contrasts, mean_ci, paired
 from trainables.models import sample_z
 
 CONTROLS = 8       # random directions of the turn vector's length per draw: the control
@@ -95,7 +95,8 @@ def run_turn(netG, evaluator, nz, z_dist, exemplars=4, rows=8, steps=9, pool=512
                                                                    "abs_yaw_change")}
     numbers = {"exemplars": exemplars, "pool": pool, "rows": rows, "steps": steps, "draws": draws, "seed": seed,
                "controls_per_draw": CONTROLS, "unit": UNIT,
-               "summary": {key: mean_ci(values, UNIT) for key, values in series.items()},
+               "summary": {key: mean_ci(values, UNIT, CORRELATION if key.endswith("spearman_mean") else None)
+                           for key, values in series.items()},
                "turn_norm": mean_ci([d["turn_norm"] for d in per_draw], UNIT), "per_draw": per_draw}
     numbers["tests"] = contrasts({
         PRIMARY: paired(series["turn: leftward_yaw_change"], series["random_directions: leftward_yaw_change"], UNIT),
