@@ -1,19 +1,21 @@
 """``dcgan-lab latent walk|sheet|arithmetic|turn|forget|neighbours`` and ``dcgan-lab represent``:
 the paper's latent-space (section 6) and representation (5.1) experiments on any tracked run.
 
-Each writes ``<experiment>.json`` (the numbers), PNG figures and ``.npy`` arrays to ``--out``
-(default ``./latent/<run_id>/<experiment>``) and logs the same files to the run as artifacts
-under ``latent/<experiment>/``. The math lives in ``trainables/latent/``.
+Each runs on one generator or several (``--generators ID,ID,...`` or ``--sweep PARENT_ID``) and
+writes ``<experiment>.json`` (the numbers), PNG figures and ``.npy`` arrays to ``--out`` (default
+``./latent/<run_id>/<experiment>``), logging the same files to each run as artifacts under
+``latent/<experiment>/``. With several generators each gets a sub-folder named by its run id and
+``<experiment>.json`` at the top summarises the headline numbers over them, the generator being
+the unit (logged to the sweep's parent run with ``--sweep``). Everything is computed before
+anything is written. The math lives in ``trainables/latent/``.
 """
 import argparse
+import functools
 import re
-import sys
 from pathlib import Path
 
 from orchestrator.errors import UserError
 
-RUN_ID = re.compile(r"^[0-9a-f]{8,64}$")     # MLflow run ids are hex; they also name folders
-OUT_ROOT = Path("latent")
 BEDROOMS = "synthetic-bedrooms"
 
 
@@ -28,7 +30,9 @@ def _count(text):
 
 
 def _common(p):
-    p.add_argument("--run", required=True, help="MLflow run id")
+    p.add_argument("--generators", "--run", dest="generators", default="", metavar="RUN_ID[,RUN_ID...]",
+                   help="MLflow run id(s) of the generators (--run: the same, for one)")
+    p.add_argument("--sweep", default="", metavar="PARENT_ID", help="every finished run of this sweep")
     p.add_argument("--mlflow-uri", default="", help="tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
     p.add_argument("--out", default="", help="output folder (default: ./latent/<run_id>/<experiment>)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw")
@@ -51,7 +55,7 @@ def add_subparser(subparsers):
         s.add_argument(f"--{name}", help='sheet indices ("3,17,40") or an attribute query ("smiling & ~long_hair")')
     s.add_argument("--target", help="query the outputs should match (default: derived from the three queries)")
     s.add_argument("--exemplars", type=_count, default=3, help="exemplars averaged per concept")
-    s.add_argument("--trials", type=_count, default=5, help="draws of exemplars (queries only)")
+    s.add_argument("--trials", type=_count, default=20, help="draws of exemplars, the unit of replication (queries only)")
     s.add_argument("--budget", type=_count, default=4096, help="samples searched for exemplars")
     s.add_argument("--sheet", default="", help="z.npy of the sheet that indices refer to "
                                                "(default: the run's latest `latent sheet`)")
@@ -61,13 +65,17 @@ def add_subparser(subparsers):
     s.add_argument("--rows", type=_count, default=8, help="random faces turned")
     s.add_argument("--steps", type=_count, default=9, help="images per row")
     s.add_argument("--pool", type=_count, default=512, help="samples the exemplars are chosen from")
+    s.add_argument("--draws", type=_count, default=10, help="independent exemplar draws, the unit of replication")
 
     s = sub.add_parser("forget", help="drop G's window feature maps (a synthetic-bedrooms generator)")
-    s.add_argument("--n", type=_count, default=150, help="samples (the paper's 150)")
+    s.add_argument("--n", type=_count, default=150, help="samples the classifier is fitted on (the paper's 150)")
+    s.add_argument("--heldout-n", type=_count, default=150, help="other samples every outcome is measured on")
+    s.add_argument("--layer", type=_count, default=1, help="G's hidden layer, counted from the output: 1 = the last "
+                                                           "(input of the output layer), 2 = the one before, ...")
 
     s = sub.add_parser("neighbours", help="nearest training images of generated samples (memorisation)")
     s.add_argument("--n", type=_count, default=1000, help="generated samples")
-    s.add_argument("--train-n", type=_count, default=5000, help="training images searched")
+    s.add_argument("--train-n", type=_count, default=None, help="training images searched (default: all the run's)")
     s.add_argument("--heldout-n", type=_count, default=1000, help="held-out real images (the reference)")
 
     for s in sub.choices.values():
@@ -76,10 +84,11 @@ def add_subparser(subparsers):
 
     r = subparsers.add_parser("represent", help="D's features + a linear SVM (paper 5.1), against baselines")
     _common(r)
-    r.add_argument("--dataset", default="", help="labelled data set (default: the run's)")
+    r.add_argument("--dataset", default="", help="labelled data set (default: the run's; another one of the same "
+                                                 "image size is a transfer setting)")
     r.add_argument("--labels", default="", help="comma-separated class labels (default: every one)")
     r.add_argument("--per-class", type=_count, default=100, help="labelled training examples per class and draw")
-    r.add_argument("--draws", type=_count, default=5, help="random draws of the labelled examples")
+    r.add_argument("--draws", type=_count, default=10, help="random draws of the labelled examples (the unit)")
     r.add_argument("--pool", type=_count, default=4000, help="training images the draws come from")
     r.add_argument("--test-n", type=_count, default=2000, help="test images")
     r.add_argument("--data-root", default="", help="where real data sets live (default: the run's data_root)")
@@ -91,34 +100,31 @@ def _recipes():
     return RECIPES
 
 
-def check_run_id(run_id):
-    if not RUN_ID.match(run_id or ""):
-        raise UserError(f"run={run_id!r} is not a valid MLflow run id: expected 8-64 lowercase hex digits")
-    return run_id
-
-
-def output_folder(args, name):
-    return Path(args.out) if args.out else OUT_ROOT / args.run / name
-
-
 # ---------------------------------------------------------------------------------------------
 # latent
 # ---------------------------------------------------------------------------------------------
 
 def cmd_latent(args):
     from orchestrator import tracking
+    from orchestrator.latent_runs import load_generators, publish
     from trainables.latent.generator import fixed_bn
 
-    check_run_id(args.run)
     uri = tracking.tracking_uri(args.mlflow_uri)
-    netG, cfg = tracking.load_generator(uri, args.run)
+    generators = load_generators(args, uri)
+    args.several = len(generators) > 1
     check = CHECKS.get(args.experiment)
-    if check:
-        check(args, cfg)
-    netG = fixed_bn(netG, cfg.nz, cfg.z_dist, seed=args.seed)
-    report = EXPERIMENTS[args.experiment](args, netG, cfg, uri)
+    for run_id, _, cfg in generators:
+        if check:
+            check(args, cfg, run_id)
+    try:
+        reports = {run_id: EXPERIMENTS[args.experiment](args, fixed_bn(netG, cfg.nz, cfg.z_dist, seed=args.seed),
+                                                        cfg, uri, run_id)
+                   for run_id, netG, cfg in generators}
+    finally:
+        _real_references.cache_clear()     # shared by this command's generators only
     # Each recipe keeps its own folder and artifacts.
-    publish(report, uri, args, args.experiment + (f"-{args.recipe}" if getattr(args, "recipe", None) else ""))
+    name = args.experiment + (f"-{args.recipe}" if getattr(args, "recipe", None) else "")
+    publish(reports, {run_id: cfg for run_id, _, cfg in generators}, uri, args, name, args.experiment)
     return 0
 
 
@@ -127,21 +133,21 @@ def _evaluator(cfg):
     return get_evaluator(cfg.dataset, cfg.image_size, seed=0, nc=cfg.nc, data_root=cfg.data_root)
 
 
-def walk(args, netG, cfg, uri):
+def walk(args, netG, cfg, uri, run_id):
     from trainables.latent.walk import run_walk
     if args.points < 2:
         raise UserError(f"points={args.points} is not allowed: at least 2 (a path needs two ends)")
     return run_walk(netG, _evaluator(cfg), cfg.nz, cfg.z_dist, args.points, args.steps, args.seed)
 
 
-def sheet(args, netG, cfg, uri):
+def sheet(args, netG, cfg, uri, run_id):
     from trainables.latent.sheet import run_sheet
     from trainables.metrics.evaluators import EVALUATORS
     evaluator = _evaluator(cfg) if cfg.dataset in EVALUATORS else None
     return run_sheet(netG, cfg.nz, cfg.z_dist, args.n, args.seed, evaluator)
 
 
-def check_arithmetic(args, cfg):
+def check_arithmetic(args, cfg, run_id):
     """Recipe or --a/--b/--c; indices or queries, never mixed; attribute names known."""
     from trainables.latent.queries import attributes, parse_query
     from trainables.metrics.evaluators import evaluator_spec
@@ -158,6 +164,9 @@ def check_arithmetic(args, cfg):
     if len(kinds) > 1:
         raise UserError("--a, --b and --c must all be sheet indices or all be attribute queries, not a mix")
     args.by_index = kinds.pop()
+    if args.by_index and args.sheet and args.several:
+        raise UserError(f"sheet={args.sheet!r} is one generator's sheet: with several generators, indices refer to "
+                        f"each run's own latest `latent sheet` (leave --sheet out)")
     needs_queries = not args.by_index or args.target
     allowed = attributes(evaluator_spec(cfg.dataset)) if needs_queries else []
     if not args.by_index:
@@ -169,14 +178,14 @@ def _is_indices(text):
     return bool(re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", text))
 
 
-def arithmetic(args, netG, cfg, uri):
+def arithmetic(args, netG, cfg, uri, run_id):
     from trainables.latent.arithmetic import derive_target, run_arithmetic
     from trainables.latent.queries import find_exemplars
 
     evaluator = _evaluator(cfg)
     target = args.target_query
     if args.by_index:
-        groups = [_sheet_rows(args, uri, getattr(args, n), f"--{n}") for n in "abc"]
+        groups = [_sheet_rows(args, uri, run_id, getattr(args, n), f"--{n}") for n in "abc"]
         if len({len(g) for g in groups}) > 1:
             raise UserError(f"--a, --b and --c name {', '.join(str(len(g)) for g in groups)} indices: "
                             f"give each the same number")
@@ -192,11 +201,11 @@ def arithmetic(args, netG, cfg, uri):
     return report
 
 
-def _sheet_rows(args, uri, text, flag):
+def _sheet_rows(args, uri, run_id, text, flag):
     import numpy as np
     import torch
 
-    z = torch.from_numpy(np.load(_sheet_path(args, uri), allow_pickle=False)).float()
+    z = torch.from_numpy(np.load(_sheet_path(args, uri, run_id), allow_pickle=False)).float()
     rows = [int(i) for i in text.split(",")]
     bad = [i for i in rows if i >= len(z)]
     if bad:
@@ -204,60 +213,78 @@ def _sheet_rows(args, uri, text, flag):
     return z[rows]
 
 
-def _sheet_path(args, uri):
+def _sheet_path(args, uri, run_id):
     """--sheet, else the sheet folder's z.npy, else the run's logged latent/sheet/z.npy."""
     from orchestrator import tracking
+    from orchestrator.latent_runs import OUT_ROOT
 
     if args.sheet:
         if not Path(args.sheet).is_file():
             raise UserError(f"sheet={args.sheet!r} is not a file: give the z.npy that `latent sheet` wrote")
         return args.sheet
-    local = OUT_ROOT / args.run / "sheet" / "z.npy"
+    local = OUT_ROOT / run_id / "sheet" / "z.npy"
     if local.is_file():
         return str(local)
     try:
-        return tracking.client(uri).download_artifacts(args.run, "latent/sheet/z.npy")
+        return tracking.client(uri).download_artifacts(run_id, "latent/sheet/z.npy")
     except Exception:  # noqa: BLE001 - any failure: the run has no sheet
-        raise UserError(f"run={args.run!r} has no contact sheet: run `dcgan-lab latent sheet --run {args.run}` "
+        raise UserError(f"run={run_id!r} has no contact sheet: run `dcgan-lab latent sheet --run {run_id}` "
                         f"first, or pass --sheet PATH") from None
 
 
-def check_turn(args, cfg):
+def check_turn(args, cfg, run_id):
     from trainables.metrics.evaluators import evaluator_spec
 
     if not any(key == "yaw" for key, _, _ in evaluator_spec(cfg.dataset).heads):
-        raise UserError(f"run={args.run!r} was trained on dataset={cfg.dataset!r}, whose evaluator has no yaw: "
+        raise UserError(f"run={run_id!r} was trained on dataset={cfg.dataset!r}, whose evaluator has no yaw: "
                         f"turn needs a synthetic-faces generator")
     if 2 * args.exemplars > args.pool:
         raise UserError(f"exemplars={args.exemplars} is not allowed with pool={args.pool}: at most pool / 2")
 
 
-def turn(args, netG, cfg, uri):
+def turn(args, netG, cfg, uri, run_id):
     from trainables.latent.turn import run_turn
     return run_turn(netG, _evaluator(cfg), cfg.nz, cfg.z_dist, args.exemplars, args.rows, args.steps, args.pool,
-                    args.seed)
+                    args.draws, args.seed)
 
 
-def check_forget(args, cfg):
+def check_forget(args, cfg, run_id):
+    from trainables.models import n_upsamplings
+
     if cfg.dataset != BEDROOMS:
-        raise UserError(f"run={args.run!r} was trained on dataset={cfg.dataset!r}: forget needs a generator "
+        raise UserError(f"run={run_id!r} was trained on dataset={cfg.dataset!r}: forget needs a generator "
                         f"trained on {BEDROOMS} (its evaluator finds the windows)")
+    hidden = n_upsamplings(cfg.image_size)
+    if args.layer > hidden:
+        raise UserError(f"layer={args.layer} is not allowed: the {cfg.image_size}x{cfg.image_size} G of run={run_id!r} "
+                        f"has {hidden} hidden layers (1 = the last .. {hidden} = the first)")
 
 
-def forget(args, netG, cfg, uri):
+def forget(args, netG, cfg, uri, run_id):
     from trainables.latent.forget import run_forget
-    return run_forget(netG, _evaluator(cfg), cfg.nz, cfg.z_dist, args.n, args.seed)
+    return run_forget(netG, _evaluator(cfg), cfg.nz, cfg.z_dist, args.n, args.heldout_n, args.layer, args.seed)
 
 
-def neighbours(args, netG, cfg, uri):
-    from trainables.latent.data import load_images
+def neighbours(args, netG, cfg, uri, run_id):
     from trainables.latent.neighbours import run_neighbours
 
     evaluator = _evaluator(cfg)
-    train, _ = load_images(cfg.dataset, cfg.image_size, cfg.nc, "train", args.train_n, cfg.data_root,
-                           cfg.data_seed, cfg.dataset_size)
-    heldout, _ = load_images(cfg.dataset, cfg.image_size, cfg.nc, "test", args.heldout_n, cfg.data_root, cfg.data_seed)
-    return run_neighbours(netG, evaluator, cfg.nz, cfg.z_dist, train, heldout, args.n, args.seed)
+    train, references = _real_references(cfg.dataset, cfg.image_size, cfg.nc, args.train_n or cfg.dataset_size,
+                                         args.heldout_n, cfg.data_root, cfg.data_seed, cfg.dataset_size)
+    return run_neighbours(netG, evaluator, cfg.nz, cfg.z_dist, train, references, args.n, args.seed)
+
+
+@functools.lru_cache(maxsize=1)
+def _real_references(dataset, image_size, nc, train_n, heldout_n, data_root, data_seed, dataset_size):
+    """The training images and their embeddings, once for all the generators of a command."""
+    from trainables.latent.data import load_images
+    from trainables.latent.neighbours import real_references
+    from trainables.metrics.evaluators import get_evaluator
+
+    train, _ = load_images(dataset, image_size, nc, "train", train_n, data_root, data_seed, dataset_size)
+    heldout, _ = load_images(dataset, image_size, nc, "test", heldout_n, data_root, data_seed)
+    evaluator = get_evaluator(dataset, image_size, seed=0, nc=nc, data_root=data_root)
+    return train, real_references(evaluator, train, heldout)
 
 
 EXPERIMENTS = {"walk": walk, "sheet": sheet, "arithmetic": arithmetic, "turn": turn, "forget": forget,
@@ -273,14 +300,15 @@ def cmd_represent(args):
     import torch
 
     from orchestrator import tracking
+    from orchestrator.latent_runs import load_generators, publish
     from trainables.data import get_entry
     from trainables.latent.data import load_images
     from trainables.latent.represent import discrete_labels, run_represent
     from trainables.models import build_discriminator, weights_init
 
-    check_run_id(args.run)
     uri = tracking.tracking_uri(args.mlflow_uri)
-    _, cfg = tracking.load_generator(uri, args.run)
+    generators = load_generators(args, uri)
+    cfg = generators[0][2]
     dataset = args.dataset or cfg.dataset
     keys = get_entry(dataset).label_keys
     if not keys:
@@ -289,21 +317,24 @@ def cmd_represent(args):
     unknown = [key for key in labels if key not in keys]
     if unknown:
         raise UserError(f"labels={unknown[0]!r} is not a label of dataset={dataset!r}; its labels: {', '.join(keys)}")
-    netD = load_discriminator(uri, args.run, cfg)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(args.seed)
-        random_D = build_discriminator(cfg)
-        random_D.apply(weights_init)
+    discriminators = {run_id: load_discriminator(uri, run_id, c) for run_id, _, c in generators}
 
-    # Load the data (in D's image size and channels).
+    # Load the data (in D's image size and channels; the generators share both).
     root = args.data_root or cfg.data_root
     train = load_images(dataset, cfg.image_size, cfg.nc, "train", args.pool, root)
     test = load_images(dataset, cfg.image_size, cfg.nc, "test", args.test_n, root)
     labels = labels or discrete_labels(train[1])
-    report = run_represent(netD, random_D, {"train": train, "test": test}, labels, args.per_class, args.draws,
-                           args.seed)
-    report.numbers.update(dataset=dataset, run=args.run)
-    publish(report, uri, args, f"represent-{dataset}")
+    reports = {}
+    for run_id, _, run_cfg in generators:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(args.seed)
+            random_D = build_discriminator(run_cfg)
+            random_D.apply(weights_init)
+        reports[run_id] = run_represent(discriminators[run_id], random_D, {"train": train, "test": test}, labels,
+                                        args.per_class, args.draws, args.seed)
+        setting = "in-domain" if dataset == run_cfg.dataset else f"transfer: D trained on {run_cfg.dataset}"
+        reports[run_id].numbers.update(dataset=dataset, trained_on=run_cfg.dataset, setting=setting, run=run_id)
+    publish(reports, {run_id: c for run_id, _, c in generators}, uri, args, f"represent-{dataset}", "represent")
     return 0
 
 
@@ -319,17 +350,3 @@ def load_discriminator(uri, run_id, cfg):
     netD = build_discriminator(cfg)
     netD.load_state_dict(load_safe(path))
     return netD.eval()
-
-
-# ---------------------------------------------------------------------------------------------
-
-def publish(report, uri, args, name):
-    """Write the report to the output folder, log the folder to the run, print the numbers' path."""
-    from orchestrator import tracking
-
-    out = output_folder(args, name)
-    paths = report.write(out, name)
-    tracking.client(uri).log_artifacts(args.run, str(out), f"latent/{name}")
-    print(f"wrote {len(paths)} files to {out}/ (logged to run {args.run} under latent/{name}/): "
-          f"{', '.join(p.name for p in paths)}", file=sys.stderr)
-    print(paths[0])

@@ -1,4 +1,4 @@
-"""G as a fixed function of z, and G cut where the paper cuts it (its second-highest conv layer).
+"""G as a fixed function of z, and G cut at any of its hidden layers (the paper cut its second-highest conv layer).
 
 Training and ``trainables.step.generate`` run G's BatchNorm on each batch's own statistics, so
 an image depends on the other z in its batch. The latent experiments feed G batches that are
@@ -41,26 +41,34 @@ def render(netG, z, batch_size=256):
     return torch.cat([netG(z[i:i + batch_size]) for i in range(0, len(z), batch_size)])
 
 
-def split_at_last_hidden(netG):
-    """(trunk, head): the trunk ends with G's last hidden layer (the input of its output
-    layer), the paper's "second highest convolution layer"; head(trunk(z)) == G(z)."""
+def hidden_activations(netG):
+    """Indices in ``netG.main`` of the modules that end each hidden layer, input side first."""
+    return [i for i, m in enumerate(netG.main) if isinstance(m, (nn.ReLU, nn.LeakyReLU))]
+
+
+def split_at_hidden(netG, layer=1):
+    """(trunk, head) with head(trunk(z)) == G(z); the trunk ends with G's ``layer``-th hidden
+    layer counted from the output: 1 is the last (the input of the output layer), 2 the one
+    before, ... The paper's "second highest convolution layer" is one of the first two."""
+    ends = hidden_activations(netG)
+    assert 1 <= layer <= len(ends), f"layer={layer}: G has {len(ends)} hidden layers"
+    cut = ends[-layer] + 1
     layers = list(netG.main)
-    last_act = max(i for i, m in enumerate(layers) if isinstance(m, (nn.ReLU, nn.LeakyReLU)))
-    return nn.Sequential(*layers[:last_act + 1]), nn.Sequential(*layers[last_act + 1:])
+    return nn.Sequential(*layers[:cut]), nn.Sequential(*layers[cut:])
 
 
 @torch.no_grad()
-def hidden_features(netG, z, batch_size=256):
-    """The last hidden layer's maps: (N, C, h, w)."""
-    trunk, _ = split_at_last_hidden(netG)
+def hidden_features(netG, z, layer=1, batch_size=256):
+    """The maps of hidden layer ``layer`` (see :func:`split_at_hidden`): (N, C, h, w)."""
+    trunk, _ = split_at_hidden(netG, layer)
     return torch.cat([trunk(z[i:i + batch_size].view(-1, z.shape[1], 1, 1)) for i in range(0, len(z), batch_size)])
 
 
 @torch.no_grad()
-def render_dropped(netG, z, channels, batch_size=256):
-    """G(z) with the last hidden layer's ``channels`` set to zero at every position; also
+def render_dropped(netG, z, channels, layer=1, batch_size=256):
+    """G(z) with hidden layer ``layer``'s ``channels`` set to zero at every position; also
     returns the zeroed maps themselves, so callers can check they are all zero."""
-    trunk, head = split_at_last_hidden(netG)
+    trunk, head = split_at_hidden(netG, layer)
     images, dropped = [], []
     for i in range(0, len(z), batch_size):
         h = trunk(z[i:i + batch_size].view(-1, z.shape[1], 1, 1))

@@ -6,6 +6,7 @@ import torch
 from trainables.latent.figures import grid, stack, titled
 from trainables.latent.generator import render
 from trainables.latent.report import Report
+from trainables.latent.stats import mean_ci
 from trainables.models import sample_z
 
 PATHS = ("linear", "slerp")
@@ -51,6 +52,7 @@ def smoothness(changes, scale):
         "mean_step": rel.mean().item(),
         "max_step": rel.max().item(),
         "mean_max_over_median": ratio.max(dim=1).values.mean().item(),
+        "max_over_median_per_path": mean_ci(ratio.max(dim=1).values.tolist(), "paths"),
         "max_over_median": flat.max().item(),
         "jumps_flagged": int((ratio > JUMP_FLAG).sum()),
         "largest_jumps": [{"row": int(i) // steps, "step": int(i) % steps, "size": rel.flatten()[i].item(),
@@ -80,3 +82,12 @@ def run_walk(netG, evaluator, nz, z_dist, points=9, steps=8, seed=0):
         panels.append(titled(grid(images, steps + 1, marked=marked), f"{how} (red: jumps > {JUMP_FLAG:g}x row median)"))
         arrays[f"z_{how}"] = zs.numpy()
     return Report(numbers, {"walk": stack(*panels)}, arrays)
+
+
+def headline(numbers):
+    """The per-generator numbers summarised over generators."""
+    out = {}
+    for how in PATHS:
+        out[f"{how}: mean_max_over_median"] = numbers[how]["mean_max_over_median"]
+        out[f"{how}: jumps_flagged"] = numbers[how]["jumps_flagged"]
+    return out
