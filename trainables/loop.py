@@ -128,7 +128,7 @@ def train_loop(config, session):
             evaluator.record_samples(step, images)
         evaluated = status != "diverged" and evaluator.due(step, n_steps)
         if evaluated:
-            latest = evaluator(netG, step, last=last)
+            latest = evaluator(netG, step)
             if master:  # "fd" is Tune's generic key; MLflow keeps the evaluator's name (fd_faces, ...)
                 logger.metrics(step, {k: v for k, v in latest.items() if k != "fd"})
             if not all_ranks(not evaluator.fd_diverged(), world, device):

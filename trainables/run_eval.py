@@ -15,9 +15,10 @@ from trainables.metrics.stability import DIVERGED, fd_divergence, stability_metr
 from trainables.step import LOSS_KEYS
 
 EVAL_BATCH = 500
-# Their cost grows as n^2 (KID: 100 subsets of 1,000 per side): measured at the run's last
-# evaluation only, so that the dense FD history stays cheap.
-LAST_EVALUATION_ONLY = ("kid", "pr")
+# Not measured during training: their cost grows as n^2 (KID: 100 subsets of 1,000 per side, as
+# much as five FD evaluations), and evaluation must stay within 10 % of a run with FD every few
+# dozen steps. ``dcgan-lab evaluate --run ID`` measures them on the finished generator.
+NOT_IN_RUN = ("kid", "pr")
 
 
 def resolve_extractor(cfg):
@@ -85,12 +86,12 @@ class RunEvaluator:
         if self.enabled:
             self.samples["features"].append(self.extractor.to(self.device).features(images))
 
-    def __call__(self, netG, step, last=False):
+    def __call__(self, netG, step):
         """All ranks call this; returns the metrics dict (the same on every rank)."""
         from trainables.metrics.evaluate import evaluate_generator
 
         cfg = self.cfg
-        metrics = [m for m in self.extractor.metrics if last or m not in LAST_EVALUATION_ONLY]
+        metrics = [m for m in self.extractor.metrics if m not in NOT_IN_RUN]
         results = evaluate_generator(getattr(netG, "module", netG), nz=cfg.nz, z_dist=cfg.z_dist,
                                      dataset=cfg.dataset, image_size=cfg.image_size, n=cfg.eval_n,
                                      batch_size=EVAL_BATCH, evaluator=self.extractor, metrics=metrics, seed=cfg.seed,
