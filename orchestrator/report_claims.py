@@ -4,8 +4,9 @@ summary other tools log (``claims_summary``). The statistics are in ``report_mod
 
 Rules, in order (docs/report.md states them for readers):
 1. The primary estimate is the simple effect alt − paper with every other factor at the paper's
-   level (the reference), on the primary metric's analysis scale (log FD for FD).
-2. No verdict with fewer than MIN_SEEDS seeds per arm or without residual variance: "not tested".
+   level (the reference), on the primary metric's analysis scale (log FD for FD), paired within
+   seeds and tested with a t over seeds.
+2. No verdict with fewer than MIN_SEEDS seeds per arm: "not tested".
 3. The 95 % interval excluding 0 on the predicted side: "supported"; on the other side:
    "contradicted" if the paper's own cell has reached a plateau, else "not reproduced at this
    horizon"; including 0: "inconclusive".
@@ -27,13 +28,13 @@ def evaluate_claims(claims, records, factors, paper_levels, label):
 
     ``paper_levels``: factor -> label of its config default; ``label(factor, value)`` -> the label the
     records use for a claim's level. ``untested``: [(claim, why)] for claims these runs cannot test.
-    Each metric's model is fitted once and shared by every claim."""
-    fits, plateaus = {}, {}
+    Each metric's per-seed table is built once and shared by every claim."""
+    tables, plateaus = {}, {}
 
-    def fit(metric):
-        if metric not in fits:
-            fits[metric] = model.fit_cells(records, factors, metric)
-        return fits[metric]
+    def table_of(metric):
+        if metric not in tables:
+            tables[metric] = model.seed_table(records, factors, metric)
+        return tables[metric]
 
     def plateau_of(cell):
         if cell not in plateaus:
@@ -42,7 +43,7 @@ def evaluate_claims(claims, records, factors, paper_levels, label):
 
     results, untested = [], []
     for claim in claims:
-        res = _evaluate(claim, records, factors, paper_levels, label, fit, plateau_of)
+        res = _evaluate(claim, records, factors, paper_levels, label, table_of, plateau_of)
         if isinstance(res, str):
             untested.append((claim, res))
         else:
@@ -54,7 +55,7 @@ def _cell(record, factors):
     return tuple(record["levels"][f] for f in factors)
 
 
-def _evaluate(claim, records, factors, paper_levels, label, fit, plateau_of):
+def _evaluate(claim, records, factors, paper_levels, label, table_of, plateau_of):
     """The claim's result dict, or a string saying why these runs cannot test it."""
     if claim.factor not in factors:
         return "its factor does not vary in these runs"
@@ -73,7 +74,7 @@ def _evaluate(claim, records, factors, paper_levels, label, fit, plateau_of):
     ref = tuple(paper_levels.get(f) for f in factors if f != claim.factor)
     arms = (at(ref, "paper"), at(ref, "alt"))
 
-    primary = _primary(claim, fit(claim.primary), records, factors, arms, ref in matched)
+    primary = _primary(claim, table_of(claim.primary), records, factors, arms, ref in matched)
     if ref not in matched:
         setting = ", ".join(f"{f}={lvl}" for f, lvl in zip([f for f in factors if f != claim.factor], ref))
         verdict, reason = "not tested", f"no runs at the paper's other settings ({setting}) with both levels"
@@ -82,14 +83,17 @@ def _evaluate(claim, records, factors, paper_levels, label, fit, plateau_of):
     result = {"claim": claim, "paper_label": lv["paper"], "alt_label": lv["alt"], "reference": dict(
               (f, paper_levels.get(f)) for f in factors if f != claim.factor), "verdict": verdict, "reason": reason,
               "primary": primary, "n_cells": len(matched), "plateau": plateau_of(arms[0]),
-              **_average(fit(claim.primary), [(at(m, "paper"), at(m, "alt")) for m in matched], primary)}
-    result["secondaries"] = _secondaries(claim, fit, records, factors, arms, ref in matched)
+              **_average(table_of(claim.primary), [(at(m, "paper"), at(m, "alt")) for m in matched], primary)}
+    result["secondaries"] = _secondaries(claim, table_of, records, factors, arms, ref in matched)
     result["notes"] = _disagreements(result)
     return result
 
 
-def _estimate(metric, fit, records, factors, arms, alpha):
-    """The simple effect alt − paper between the two arm cells, at level 1 - alpha; None without data."""
+def _estimate(metric, table, records, factors, arms, alpha):
+    """The simple effect alt − paper between the two arm cells, at level 1 - alpha; None without data.
+
+    ``table``: the metric's (per-seed table, censored runs). Paired over the seeds both arms ran when
+    there are MIN_SEEDS of them, else Welch's t between the arms' seeds; no interval below MIN_SEEDS."""
     if METRICS[metric].kind == "binary":
         flags = [[r["values"].get(metric) for r in records if _cell(r, factors) == arm] for arm in arms]
         flags = [[v for v in f if v is not None and math.isfinite(v)] for f in flags]
@@ -102,25 +106,31 @@ def _estimate(metric, fit, records, factors, arms, alpha):
             est.update(lo=math.nan, hi=math.nan, p=math.nan)
         return {**est, "n_paper": seeds[0], "n_alt": seeds[1], "censored": 0,
                 "test": "share of runs: Newcombe interval, Fisher exact p"}
-    vector = fit.vector({arms[1]: 1.0, arms[0]: -1.0})
-    if vector is None:
+    tab, censored = table
+    if arms[0] not in tab or arms[1] not in tab:
         return None
-    n = [len(fit.seeds.get(arm, ())) for arm in arms]
-    tests = model.t_tests(fit.res, [vector]) if min(n) >= MIN_SEEDS else None
-    est = model.estimate(fit, vector, tests, alpha=alpha)
+    paper, alt = tab[arms[0]], tab[arms[1]]
+    shared = set(paper) & set(alt)
+    if len(shared) >= MIN_SEEDS or (shared and min(len(paper), len(alt)) < MIN_SEEDS):
+        est = model.paired(tab, {arms[1]: 1.0, arms[0]: -1.0}, alpha)
+    elif min(len(paper), len(alt)) >= MIN_SEEDS:
+        est = model.welch(list(alt.values()), list(paper.values()), alpha)
+    else:
+        est = {"effect": float(sum(alt.values()) / len(alt) - sum(paper.values()) / len(paper)), "df": 0,
+               "alpha": alpha, "test": "difference of means (no seed in both arms)", "n_shared": 0}
+    if min(len(paper), len(alt)) < MIN_SEEDS:
+        est.update(lo=math.nan, hi=math.nan, p=math.nan)
     scale = "log " if METRICS[metric].kind == "log" else ""
-    block = " + seed block" if fit.blocked else ""
-    return {**est, "n_paper": n[0], "n_alt": n[1], "censored": fit.censored,
-            "test": f"t, OLS of {scale}{metric} on cell means{block} (df {fit.df})"}
+    return {**est, "n_paper": len(paper), "n_alt": len(alt), "censored": censored, "test": f"{scale}{metric}: {est['test']}"}
 
 
-def _primary(claim, fit, records, factors, arms, at_reference):
+def _primary(claim, table, records, factors, arms, at_reference):
     metric = claim.primary
-    est = _estimate(metric, fit, records, factors, arms, model.ALPHA) if at_reference else None
+    est = _estimate(metric, table, records, factors, arms, model.ALPHA) if at_reference else None
     base = {"metric": metric, "scale": METRICS[metric].kind, "expected": claim.expect[0][1]}
     if est is None:
         return {**base, "effect": math.nan, "lo": math.nan, "hi": math.nan, "p": math.nan, "n_paper": 0,
-                "n_alt": 0, "df": fit.df, "censored": fit.censored, "test": "", "alpha": model.ALPHA}
+                "n_alt": 0, "df": 0, "censored": table[1], "test": "", "alpha": model.ALPHA}
     return {**base, **est}
 
 
@@ -130,7 +140,7 @@ def _verdict(primary, expected, plateau):
     if min(primary["n_paper"], primary["n_alt"]) < MIN_SEEDS:
         return "not tested", NEEDS_SEEDS
     if not (math.isfinite(primary["lo"]) and math.isfinite(primary["hi"])):
-        return "not tested", "no residual variance to form an interval"
+        return "not tested", "the paired differences do not vary: no interval"
     side = 1 if primary["lo"] > 0 else -1 if primary["hi"] < 0 else 0
     if side == 0:
         return "inconclusive", "the 95 % interval includes 0"
@@ -143,29 +153,34 @@ def _verdict(primary, expected, plateau):
                                              f"plateau ({why})"
 
 
-def _average(fit, pairs, primary):
-    """The effect averaged over every matched cell, and the F test of the interaction (equal simple
-    effects in all of them), on the primary's model. With one matched cell it is the primary."""
-    simple = [v for v in (fit.vector({a: 1.0, p: -1.0}) for p, a in pairs) if v is not None]
-    if not simple:
+def _average(table, pairs, primary):
+    """The effect averaged over every matched cell (paired over the seeds that ran all of them), and
+    the F test of the interaction, on the primary metric. With one matched cell it is the primary."""
+    tab, _ = table
+    pairs = [(p, a) for p, a in pairs if p in tab and a in tab]
+    if not pairs:
         return {"average": None, "interaction": None}
-    if len(simple) == 1 and math.isfinite(primary["effect"]):
+    if len(pairs) == 1:
         return {"average": {**primary, "n_cells": 1}, "interaction": None}
-    vector = sum(simple) / len(simple)
-    tests = model.t_tests(fit.res, [vector])
-    return {"average": {**model.estimate(fit, vector, tests), "n_cells": len(simple)},
-            "interaction": model.interaction(fit, simple)}
+    weights = {}
+    for p, a in pairs:
+        weights[a] = weights.get(a, 0.0) + 1.0 / len(pairs)
+        weights[p] = weights.get(p, 0.0) - 1.0 / len(pairs)
+    avg = model.paired(tab, weights)
+    if avg["n_shared"] < MIN_SEEDS:
+        avg.update(lo=math.nan, hi=math.nan, p=math.nan)
+    return {"average": {**avg, "n_cells": len(pairs)}, "interaction": model.interaction(tab, pairs)}
 
 
-def _secondaries(claim, fit, records, factors, arms, at_reference):
+def _secondaries(claim, table_of, records, factors, arms, at_reference):
     rows = []
     for metric, sign in claim.secondaries:
-        est = _estimate(metric, fit(metric), records, factors, arms, model.ALPHA) if at_reference else None
+        est = _estimate(metric, table_of(metric), records, factors, arms, model.ALPHA) if at_reference else None
         rows.append({"metric": metric, "expected": sign, "est": est})
     tested = [r for r in rows if r["est"] is not None and math.isfinite(r["est"]["p"])]
     adjusted, rejected, levels = model.holm([r["est"]["p"] for r in tested])
     for r, p_adj, rej, level in zip(tested, adjusted, rejected, levels):
-        r["est"] = _estimate(r["metric"], fit(r["metric"]), records, factors, arms, level)
+        r["est"] = _estimate(r["metric"], table_of(r["metric"]), records, factors, arms, level)
         r.update(p_holm=p_adj, significant=rej)
     for r in rows:
         r.setdefault("p_holm", math.nan)
@@ -175,7 +190,7 @@ def _secondaries(claim, fit, records, factors, arms, at_reference):
             r["reading"] = "no data"
         elif not math.isfinite(est["p"]):
             r["reading"] = f"not tested: {NEEDS_SEEDS}" if min(est["n_paper"], est["n_alt"]) < MIN_SEEDS \
-                else "no residual variance"
+                else "no variance: no interval"
         elif not r["significant"]:
             r["reading"] = "not distinguishable from 0"
         else:

@@ -1,11 +1,12 @@
-"""The statistics behind a claim verdict: a linear model of cell means with seed as a blocking
-factor (statsmodels OLS), its contrasts, exact two-proportion intervals for 0/1 flags, Holm's
-step-down over secondaries, and the plateau test of the horizon rule. Pure functions of records
-(see ``report_stats``); the claim rules built on them are in ``report_claims``.
+"""The statistics behind a claim verdict, on the seed as the unit of replication: contrasts taken
+within each seed (every cell of a grid runs the same seeds: same init, data order and noise) and a
+t over seeds (statsmodels), Welch's t when the arms share no seeds, an F test of the interaction,
+exact two-proportion intervals for 0/1 flags, Holm's step-down over secondaries, and the plateau
+test of the horizon rule. Pure functions of records (see ``report_stats``); the claim rules built
+on them are in ``report_claims``.
 """
 import math
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,90 +46,85 @@ def analysis_values(records, metric):
     return [v if _finite(v) else math.nan for v in raw], censored
 
 
-@dataclass
-class CellFit:
-    """OLS of one metric on one indicator per cell plus seed indicators (the block)."""
-    res: object            # statsmodels RegressionResults, or None without any value
-    cells: list            # the column order of the cell indicators
-    seeds: dict            # cell -> sorted seeds with a value
-    blocked: bool          # seed entered the model (some seed ran in more than one cell)
-    censored: int
-    estimable: object      # projection onto the row space of X: a contrast c is estimable iff c P = c
-
-    @property
-    def df(self):
-        return int(round(self.res.df_resid)) if self.res is not None else 0
-
-    def vector(self, weights):
-        """{cell: weight} -> a contrast over the model's columns; None if a cell has no value."""
-        if any(c not in self.cells for c in weights):
-            return None
-        c = np.zeros(self.estimable.shape[0])
-        for cell, w in weights.items():
-            c[self.cells.index(cell)] += w
-        return c if np.allclose(c @ self.estimable, c, atol=1e-8) else None
+def seed_table(records, factors, metric):
+    """({cell: {seed: value}} on the analysis scale, runs censored). Two runs of one seed in one cell
+    (a searcher's trials) are averaged: the seed is the unit of replication."""
+    values, censored = analysis_values(records, metric)
+    sums = {}
+    for r, v in zip(records, values):
+        if math.isfinite(v):
+            cell = sums.setdefault(tuple(r["levels"][f] for f in factors), {})
+            cell.setdefault(str(r.get("seed", "")), []).append(v)
+    return {c: {s: float(np.mean(v)) for s, v in seeds.items()} for c, seeds in sums.items()}, censored
 
 
-def fit_cells(records, factors, metric):
-    """The model for ``metric`` over every cell of ``factors``: y = cell mean + seed effect + error.
+def _t_summary(values, alpha, test):
+    """Mean, (1 - alpha) t interval and two-sided p of mean = 0 (statsmodels), NaN where undefined."""
+    from statsmodels.stats.weightstats import DescrStatsW
 
-    Seed blocks only when seeds are shared across cells (the grid gives every cell the same seeds,
-    so the same init, data order and noise); the residual variance is pooled over all cells."""
-    import statsmodels.api as sm
-
-    y, censored = analysis_values(records, metric)
-    rows = [(tuple(r["levels"][f] for f in factors), str(r.get("seed", "")), v)
-            for r, v in zip(records, y) if math.isfinite(v)]
-    if not rows:
-        return CellFit(None, [], {}, False, censored, np.zeros((0, 0)))
-    cells = sorted({c for c, _, _ in rows})
-    seeds_of = {c: sorted({s for cc, s, _ in rows if cc == c}) for c in cells}
-    seed_levels = sorted({s for _, s, _ in rows})
-    blocked = len(seed_levels) > 1 and any(sum(s in seeds_of[c] for c in cells) > 1 for s in seed_levels)
-    blocks = seed_levels[1:] if blocked else []
-    X = np.zeros((len(rows), len(cells) + len(blocks)))
-    for i, (c, s, _) in enumerate(rows):
-        X[i, cells.index(c)] = 1.0
-        if s in blocks:
-            X[i, len(cells) + blocks.index(s)] = 1.0
-    res = sm.OLS(np.array([v for _, _, v in rows]), X).fit()
-    return CellFit(res, cells, seeds_of, blocked, censored, np.linalg.pinv(X) @ X)
-
-
-def has_error_variance(res):
-    """Residual degrees of freedom and a non-zero residual variance: intervals can be formed."""
-    return res is not None and res.df_resid >= 0.5 and res.scale > 1e-12
-
-
-def t_tests(res, vectors):
-    """statsmodels' t test of each contrast (rows); None where the fit leaves no residual variance."""
-    if not has_error_variance(res):
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return res.t_test(np.vstack(vectors))
-
-
-def estimate(fit, vector, tests=None, row=0, alpha=ALPHA):
-    """One contrast as a dict: effect, its (1 - alpha) t interval, p, df (NaNs without replication)."""
-    effect = float(vector @ fit.res.params)
-    out = {"effect": effect, "lo": math.nan, "hi": math.nan, "p": math.nan, "df": fit.df, "alpha": alpha}
-    if tests is not None:
-        lo, hi = tests.conf_int(alpha=alpha)[row]
-        out.update(lo=float(lo), hi=float(hi), p=float(np.atleast_1d(tests.pvalue)[row]))
+    v = np.asarray(values, float)
+    out = {"effect": float(v.mean()) if len(v) else math.nan, "lo": math.nan, "hi": math.nan, "p": math.nan,
+           "df": len(v) - 1, "alpha": alpha, "test": test}
+    if len(v) >= 2 and np.std(v) > 1e-12 * max(1.0, abs(out["effect"])):
+        d = DescrStatsW(v)
+        lo, hi = d.tconfint_mean(alpha=alpha)
+        out.update(lo=float(lo), hi=float(hi), p=float(d.ttest_mean(0.0)[1]))
     return out
 
 
-def interaction(fit, simple_vectors):
-    """F test that the simple effect is the same in every matched cell (None with fewer than two)."""
-    if len(simple_vectors) < 2 or not has_error_variance(fit.res):
+def paired(table, weights, alpha=ALPHA):
+    """The contrast sum(w * y[cell]) computed within each seed that ran every weighted cell (same
+    init, data order and noise), then a one-sample t over those seeds: the OLS of y on cell + seed
+    restricted to these cells. None when a cell has no value."""
+    if any(c not in table for c in weights):
         return None
-    R = np.vstack([v - simple_vectors[0] for v in simple_vectors[1:]])
+    shared = sorted(set.intersection(*(set(table[c]) for c in weights)))
+    d = [sum(w * table[c][s] for c, w in weights.items()) for s in shared]
+    return {**_t_summary(d, alpha, f"paired t over {len(d)} seeds (df {len(d) - 1})"), "n_shared": len(d)}
+
+
+def welch(alt, paper, alpha=ALPHA):
+    """alt − paper between two independent sets of seeds: Welch's t (statsmodels), no equal variances."""
+    from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
+
+    cm = CompareMeans(DescrStatsW(np.asarray(alt, float)), DescrStatsW(np.asarray(paper, float)))
+    lo, hi = cm.tconfint_diff(alpha=alpha, usevar="unequal")
+    _, p, df = cm.ttest_ind(usevar="unequal")
+    return {"effect": float(np.mean(alt) - np.mean(paper)), "lo": float(lo), "hi": float(hi), "p": float(p),
+            "df": float(df), "alpha": alpha, "test": f"Welch t, seeds not shared by the arms (df {df:.1f})",
+            "n_shared": 0}
+
+
+def interaction(table, pairs):
+    """Is the simple effect the same in every matched cell? The per-seed simple effects (seeds that
+    ran all of them) in an OLS on cell + seed, F test of the cell terms; None with fewer than two
+    cells or seeds. It assumes equal variance across cells; it is reported, never a verdict."""
+    import statsmodels.api as sm
+
+    pairs = [(p, a) for p, a in pairs if p in table and a in table]
+    if len(pairs) < 2:
+        return None
+    shared = sorted(set.intersection(*(set(table[c]) for pair in pairs for c in pair)))
+    if len(shared) < 2:
+        return None
+    k, n = len(pairs), len(shared)
+    y = np.array([table[a][s] - table[p][s] for p, a in pairs for s in shared])
+    X = np.zeros((k * n, k + n - 1))
+    for i in range(k):
+        for j in range(n):
+            X[i * n + j, i] = 1.0
+            if j:
+                X[i * n + j, k + j - 1] = 1.0
+    res = sm.OLS(y, X).fit()
+    if not res.scale > 1e-12:
+        return None
+    R = np.zeros((k - 1, X.shape[1]))
+    for i in range(1, k):
+        R[i - 1, 0], R[i - 1, i] = -1.0, 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        f = fit.res.f_test(R)
-    return {"F": float(np.squeeze(f.fvalue)), "df_num": int(f.df_num), "df_den": int(f.df_denom),
-            "p": float(f.pvalue)}
+        f = res.f_test(R)
+    return {"F": float(np.squeeze(f.fvalue)), "df_num": int(f.df_num), "df_den": int(f.df_denom), "p": float(f.pvalue)}
 
 
 def two_proportions(alt_flags, paper_flags, alpha=ALPHA):
@@ -191,11 +187,10 @@ def plateau(records):
         X[row, 0] = s / 1000.0                  # slope per 1,000 steps
         X[row, 1 + ids.index(i)] = 1.0
     res = sm.OLS(np.array([v for _, _, v in points]), X).fit()
-    t = t_tests(res, [np.eye(X.shape[1])[0]])
-    if t is None:   # FD identical at every point: flat
+    if not res.scale > 1e-12:   # FD identical at every point: flat
         out.update(testable=True, reached=True, slope=0.0, lo=0.0, hi=0.0, p=1.0, df=int(res.df_resid))
         return out
-    (lo, hi), p = t.conf_int(alpha=ALPHA)[0], float(np.atleast_1d(t.pvalue)[0])
+    (lo, hi), p = res.conf_int(alpha=ALPHA)[0], float(res.pvalues[0])
     out.update(testable=True, reached=p >= ALPHA, slope=float(res.params[0]), lo=float(lo), hi=float(hi), p=p,
                df=int(round(res.df_resid)))
     return out

@@ -149,7 +149,7 @@ def claims_markdown(results, untested):
     for res in results:
         a, i, p = res["average"], res["interaction"], res["primary"]
         inter = (f"F({i['df_num']}, {i['df_den']}) = {i['F']:.3g}, p = {i['p']:.3g}" if i else
-                 "– (one matched cell)" if res["n_cells"] == 1 else "– (no residual variance)")
+                 "– (one matched cell)" if res["n_cells"] == 1 else "– (fewer than 2 shared seeds, or no variance)")
         lines.append(f"| {_name(res)} | {res['n_cells']} | {_effect(a) if a else '–'} | "
                      f"{_ratio(a['effect'], a['lo'], a['hi'], p['scale']) if a else '–'} | {inter} |")
     rows = [(res, r) for res in results for r in res["secondaries"]]
@@ -200,14 +200,16 @@ def method_md(results):
     return ("Each claim's verdict comes from its primary metric alone, declared in the claims file before the "
             "runs: the simple effect alt − paper with every other factor at the paper's level, on the metric's "
             "analysis scale (log for FD: a difference of log FD is the log of the ratio of geometric means). "
-            f"Test: {'; '.join(tests) or 'none (no replicated contrast)'}: the model has one mean per cell and "
-            "seed as a blocking factor (the grid runs every cell with the same seeds), fitted with statsmodels; "
-            "the 95 % t interval uses the residual variance pooled over every cell. "
-            f"Seeds per arm: {', '.join(map(str, seeds))}; no verdict below {MIN_SEEDS}. Diverged runs have no final "
-            "FD: they take the worst final FD observed (censored, tied with the worst finished run, never above it)"
-            f"{f'; {censored} run(s) censored' if censored else ''}. *supported*: the interval excludes 0 on the "
-            "predicted side; against it, *contradicted* only when the paper's cell has reached a plateau, else "
-            "*not reproduced at this horizon*; *inconclusive*: the interval includes 0.\n\n"
+            "The seed is the unit of replication: the grid runs every cell with the same seeds (same init, data "
+            "order and noise), so the effect is taken within each seed and tested with a t over seeds "
+            "(statsmodels; Welch's t when the arms share no seeds). "
+            f"Tests used: {'; '.join(tests) or 'none'}. Seeds per arm: {', '.join(map(str, seeds))}; no verdict "
+            f"below {MIN_SEEDS}. Diverged runs have no final FD: they take the worst final FD observed (censored, "
+            "tied with the worst finished run, never above it)"
+            f"{f'; {censored} run(s) censored' if censored else ''}. *supported*: the 95 % interval excludes 0 on "
+            "the predicted side; against it, *contradicted* only when the paper's cell has reached a plateau, else "
+            "*not reproduced at this horizon*; *inconclusive*: the interval includes 0. Each claim is its own "
+            "test at 5 % (no correction across claims); its secondaries are Holm-corrected.\n\n"
             "Horizon (the paper's cell; plateau test: OLS of log FD on step over the last quarter of training, one "
             "intercept per run, two-sided t test of slope = 0 at 5 %): " + "; ".join(horizons) + ".")
 
