@@ -64,25 +64,28 @@ def _evaluate(claim, records, factors, paper_levels, label, table_of, plateau_of
     for side in ("paper", "alt"):
         if lv[side] not in present:
             return f"no run has {claim.factor}={lv[side]}"
-    i = factors.index(claim.factor)
-    at = lambda rest, side: rest[:i] + (lv[side],) + rest[i:]  # noqa: E731 - a cell from the other levels
+    i, others = factors.index(claim.factor), [f for f in factors if f != claim.factor]
+
+    def at(rest, side):   # the cell with the other factors at ``rest`` and the claim's factor at ``side``
+        return rest[:i] + (lv[side],) + rest[i:]
+
     cells = {_cell(r, factors) for r in records}
     matched = sorted({c[:i] + c[i + 1:] for c in cells if at(c[:i] + c[i + 1:], "paper") in cells
                       and at(c[:i] + c[i + 1:], "alt") in cells})
     if not matched:
         return f"no runs differ in {claim.factor} alone"
-    ref = tuple(paper_levels.get(f) for f in factors if f != claim.factor)
+    ref = tuple(paper_levels.get(f) for f in others)   # the paper's other settings
     arms = (at(ref, "paper"), at(ref, "alt"))
 
     primary = _primary(claim, table_of(claim.primary), records, factors, arms, ref in matched)
     if ref not in matched:
-        setting = ", ".join(f"{f}={lvl}" for f, lvl in zip([f for f in factors if f != claim.factor], ref))
+        setting = ", ".join(f"{f}={lvl}" for f, lvl in zip(others, ref))
         verdict, reason = "not tested", f"no runs at the paper's other settings ({setting}) with both levels"
     else:
         verdict, reason = _verdict(primary, claim.expect[0][1], plateau_of(arms[0]))
-    result = {"claim": claim, "paper_label": lv["paper"], "alt_label": lv["alt"], "reference": dict(
-              (f, paper_levels.get(f)) for f in factors if f != claim.factor), "verdict": verdict, "reason": reason,
-              "primary": primary, "n_cells": len(matched), "plateau": plateau_of(arms[0]),
+    result = {"claim": claim, "paper_label": lv["paper"], "alt_label": lv["alt"], "reference": dict(zip(others, ref)),
+              "verdict": verdict, "reason": reason, "primary": primary, "n_cells": len(matched),
+              "plateau": plateau_of(arms[0]),
               **_average(table_of(claim.primary), [(at(m, "paper"), at(m, "alt")) for m in matched], primary)}
     result["secondaries"] = _secondaries(claim, table_of, records, factors, arms, ref in matched)
     result["notes"] = _disagreements(result)

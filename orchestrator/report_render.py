@@ -14,8 +14,6 @@ PAPER_MARK = "†"
 
 
 def fmt(x, digits=4):
-    if isinstance(x, tuple):
-        return "–" if not all(math.isfinite(v) for v in x) else f"[{fmt(x[0])}, {fmt(x[1])}]"
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
     if isinstance(x, int):

@@ -6,6 +6,7 @@ import io
 import itertools
 import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -73,7 +74,8 @@ def factorial(tmp_path_factory):
     for (lr, beta1, bn), seed in itertools.product(itertools.product(*LEVELS), range(3)):
         params = {"lr": lr, "beta1": beta1, "bn_placement": bn, "seed": seed}
         fd = math.exp(_log_fd(lr, beta1, bn, seed))
-        extra = {"sample_oscillation": 0.1 + 0.1 * (beta1 == "0.9") + 0.005 * ((seed + 2 * (beta1 == "0.9") + len(lr + bn)) % 3), "fd_volatility": 0.05,
+        wiggle = 0.005 * ((seed + 2 * (beta1 == "0.9") + len(lr + bn)) % 3)
+        extra = {"sample_oscillation": 0.1 + 0.1 * (beta1 == "0.9") + wiggle, "fd_volatility": 0.05,
                  "mode_collapse": 0.0, "attribute_skew": float(bn == "all" and seed == 0)}
         if (lr, beta1, bn, seed) == ("0.001", "0.9", "all", 2):
             _log_run(c, exp, parent, params, {**extra, "diverged": 1.0, "fd_last_before_divergence": 80.0},
@@ -253,6 +255,53 @@ def test_holm_levels_agree_with_multipletests():
     assert all((pi <= lv) == r for pi, lv, r in zip(p, levels, rejected))
 
 
+def test_secondaries_never_change_a_verdict():
+    """The same runs with and without the claims' secondaries (here sample_oscillation going hard
+    against lr's prediction): identical verdicts; the disagreement is said in words."""
+    import dataclasses
+
+    against = lambda cell, s: (math.log(2.0) if cell[0] == "0.001" else 0.0) + _noise(cell, s)  # noqa: E731
+    recs = _records(PAIRED, 6, against, lambda c, s, v: _flat_history(v, s))
+    for r in recs:
+        wiggle = 0.01 * math.sin(len(r["run_id"]) + int(r["seed"]) ** 2)
+        r["values"]["sample_oscillation"] = 0.5 - 0.4 * (r["levels"]["lr"] == "0.001") + wiggle
+    full = _evaluate(recs)
+    bare = _evaluate(recs, [dataclasses.replace(c, expect=c.expect[:1]) for c in load_claims("paper")[:3]])
+    assert {k: r["verdict"] for k, r in full.items()} == {k: r["verdict"] for k, r in bare.items()}
+    assert full["lr"]["verdict"] == "supported"
+    osc = [r for r in full["lr"]["secondaries"] if r["metric"] == "sample_oscillation"][0]
+    assert osc["significant"] and osc["reading"] == "against the prediction"
+    assert full["lr"]["notes"] == [f"sample_oscillation goes against the claim (Holm-adjusted p = {osc['p_holm']:.3g}), "
+                                   "while the primary supports it."]
+
+
+def test_interaction_is_the_anova_of_the_per_seed_effects():
+    import pandas as pd
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+
+    rng = np.random.default_rng(3)
+    tab = {c: {str(s): float(rng.normal(0.2 * c * (c % 2), 0.3)) for s in range(4)} for c in range(8)}
+    pairs = [(0, 1), (2, 3), (4, 5), (6, 7)]
+    got = model.interaction(tab, pairs)
+    df = pd.DataFrame([(i, s, tab[a][str(s)] - tab[p][str(s)]) for i, (p, a) in enumerate(pairs) for s in range(4)],
+                      columns=["cell", "seed", "d"])
+    ref = anova_lm(smf.ols("d ~ C(cell) + C(seed)", df).fit(), typ=2).loc["C(cell)"]
+    assert (got["F"], got["p"], got["df_num"], got["df_den"]) == pytest.approx((ref["F"], ref["PR(>F)"], 3, 9))
+
+
+def test_welch_when_the_arms_share_no_seeds():
+    recs = _records(PAIRED, 4, lambda cell, s: 0.5 * (cell[0] == "0.001") + _noise(cell, s))
+    for r in recs:
+        if r["levels"]["lr"] == "0.001":
+            r["seed"] = str(int(r["seed"]) + 10)
+    lr = _evaluate(recs)["lr"]["primary"]
+    paper = [math.log(r["values"]["fd_final"]) for r in recs if r["run_id"].startswith(str(PAPER))]
+    alt = [math.log(r["values"]["fd_final"]) for r in recs if r["levels"]["lr"] == "0.001"]
+    ref = sps.ttest_ind(alt, paper, equal_var=False)
+    assert lr["test"].startswith("log fd_final: Welch t") and lr["p"] == pytest.approx(ref.pvalue)
+
+
 def test_binary_secondary_is_an_exact_share():
     from statsmodels.stats.proportion import confint_proportions_2indep
 
@@ -361,8 +410,9 @@ def test_report_cli_and_bad_input(factorial, tmp_path):
         (["--sweep", parent, "--claims", str(bad_metric)], "predict metric='fid' is not allowed: one of fd_final"),
         (["--sweep", parent, "--pooll"], "unrecognized arguments: --pooll"),
     ]
-    for args, msg in cases:
-        r = run_cli("report", *args, "--out", str(tmp_path / "bad"), env=env)
+    with ThreadPoolExecutor(max_workers=3) as pool:   # fresh processes, a few at once
+        done = list(pool.map(lambda a: run_cli("report", *a[0], "--out", str(tmp_path / "bad"), env=env), cases))
+    for (args, msg), r in zip(cases, done):
         assert r.returncode == 2 and msg in r.stderr, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
         assert not (tmp_path / "bad").exists()
