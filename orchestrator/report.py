@@ -1,7 +1,8 @@
-"""``dcgan-lab report``: ablation tables and the paper's claims, with numbers, from tracked runs.
+"""``dcgan-lab report``: ablation tables and verdicts on the paper's claims, from tracked runs.
 
-Writes ``report.md``, ``tables.csv``, ``tables.tex``, ``report.html`` and ``report.json`` to
-``--out`` and, for a sweep, logs them as artifacts of its parent run (under ``report/``).
+Writes ``report.md``, ``tables.csv``, ``tables.tex``, ``report.html``, ``report.json``, ``runs.csv``
+and ``forest.png`` to ``--out`` and, for a sweep, logs them as artifacts of its parent run (under
+``report/``). The method is in docs/report.md.
 """
 import json
 import math
@@ -10,11 +11,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+from orchestrator import report_data as data
+from orchestrator import report_figures as figures
 from orchestrator import report_render as render
 from orchestrator import tracking
 from orchestrator.errors import UserError
+from orchestrator.report_claims import evaluate_claims, summary_row
+from orchestrator.report_stats import group, table
 
-REPORT_FILES = ("report.md", "tables.csv", "tables.tex", "report.html", "report.json")
+REPORT_FILES = ("report.md", "tables.csv", "tables.tex", "report.html", "report.json", "runs.csv", "forest.png")
 
 
 def add_subparser(subparsers):
@@ -24,6 +29,11 @@ def add_subparser(subparsers):
     which.add_argument("--sweep", help="the child runs of this sweep's parent run id")
     p.add_argument("--out", default="", help="output folder (default: ./reports/<sweep id or experiment>)")
     p.add_argument("--factors", default="", help="comma-separated params to tabulate (default: those that vary)")
+    p.add_argument("--claims", default="paper",
+                   help="claims file: a name in search_spaces/claims/ or a path to a YAML file (default: paper)")
+    p.add_argument("--pool", action="store_true",
+                   help="report runs measured at different scales (data set, image size, steps, eval_n, FD "
+                        "features) together, each scale analysed separately")
     p.add_argument("--fd-threshold", type=float, default=None,
                    help="FD for the steps-to-threshold column (default: the median final FD of the runs)")
     p.add_argument("--mlflow-uri", default="", help="tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
@@ -39,7 +49,7 @@ def cmd_report(args):
         tracking.check_reachable(uri)
     out = Path(args.out) if args.out else default_out(args.sweep or args.experiment)
     result = build_report(uri, out, sweep=args.sweep, experiment=args.experiment, factors=factors,
-                          fd_threshold=args.fd_threshold)
+                          fd_threshold=args.fd_threshold, claims=args.claims, pool=args.pool)
     print(result["summary"])
     print(f"\nreport written to {out}/ ({', '.join(REPORT_FILES)})")
     return 0
@@ -51,71 +61,73 @@ def default_out(name):
     return Path("reports") / safe
 
 
-def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_threshold=None):
-    """Read the runs, write every format to ``out``, log to the sweep's parent; returns the summary
-    (Markdown table + claim verdicts) and the numbers."""
-    from orchestrator import report_data as data
-    from orchestrator import report_stats as stats
+def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_threshold=None, claims="paper", pool=False):
+    """Read the runs, test the claims, write every format to ``out`` and log it to the sweep's parent.
 
+    Returns the printed summary and the numbers: ``claims_summary`` holds one flat dict per claim
+    evaluated (keys in docs/report.md). Bad input fails before anything is written."""
+    from search_spaces.claims import load_claims
+
+    claim_list = load_claims(claims)
     runs, parent, label = data.find_runs(uri, sweep=sweep, experiment=experiment)
-    factors = data.choose_factors(runs, factors)
+    strata = data.strata(runs, pool)
+    factors = data.choose_factors(runs, factors, [c.factor for c in claim_list])
+    maps = data.level_maps(runs, factors)
     recs, threshold = data.records(uri, runs, factors, fd_threshold)
-    paper = data.paper_levels(factors, runs)
-    scale = data.scale(runs)
+    paper = data.paper_levels(factors, maps)
 
-    tables = [("cells", factors, stats.table(recs, factors, paper))]
+    # Claims, one analysis per scale.
+    by_id = {r["run_id"]: r for r in recs}
+    results, untested = [], []
+    for name, members in strata.items():
+        found, missed = evaluate_claims(claim_list, [by_id[r.info.run_id] for r in members], factors, paper,
+                                        lambda f, v: maps[f](str(v)))
+        results += [{**r, "stratum": name} for r in found]
+        untested += [(c, why + (f" [{name}]" if name else "")) for c, why in missed]
+    summary_rows = [summary_row(r, r["stratum"]) for r in results]
+
+    # Tables (with --pool, the scale is their first column).
+    table_factors = factors
+    if len(strata) > 1:
+        for name, members in strata.items():
+            for r in members:
+                by_id[r.info.run_id]["levels"]["scale"] = name
+        table_factors = ["scale"] + factors
+    tables = [("cells", table_factors, table(recs, table_factors, paper))]
     if len(factors) > 1:
-        tables += [(f"by {f}", [f], stats.table(recs, [f], paper)) for f in factors]
-    claims, untested = [], []
-    for claim in stats.CLAIMS:
-        mapped = _claim_in_labels(claim, paper, runs, factors)
-        res = stats.evaluate_claim(mapped, recs, factors) if mapped else None
-        if res is None:
-            if claim.factor in factors or claim.factor in data.PAPER_LEVELS:
-                untested.append(claim)
-        else:
-            claims.append(res)
+        tables += [(f"by {f}", [f], table(recs, [f], paper)) for f in factors]
 
-    scale_md = _scale_md(label, scale, threshold, recs)
-    md_tables = "\n\n".join(f"### Table: {name}\n\n{render_md(rows, fs)}" for name, fs, rows in tables)
-    claims_md = _claims_md(claims, untested)
-    md = f"# dcgan-lab report: {label}\n\n{scale_md}\n\n## Ablation tables\n\n{md_tables}\n\n{claims_md}\n"
+    scale_md = _scale_md(label, data.scale(runs), threshold, recs)
+    md_tables = "\n\n".join(f"### Table: {name}\n\n{render.markdown_table(rows, fs)}" for name, fs, rows in tables)
+    claims_md = render.claims_markdown(results, untested)
+    method = render.method_md(results)
+    verdicts = "\n".join(render.verdict_lines(results)) or "No claim is tested by these runs."
+    md = (f"# dcgan-lab report: {label}\n\n{scale_md}\n\n## Ablation tables\n\n{md_tables}\n\n## Claims\n\n{method}"
+          f"\n\n{claims_md}\n\n### Verdicts\n\n{verdicts}\n")
+    forest = figures.forest_figure(summary_rows)
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     files = {
         "report.md": md,
         "tables.csv": render.csv_rows(tables),
         "tables.tex": "\n\n".join(render.latex_table(rows, fs, f"{label}: {name}") for name, fs, rows in tables),
-        "report.html": _html(uri, label, scale_md, tables, claims_md, recs, factors),
-        "report.json": json.dumps(_json(label, scale, threshold, tables, claims, untested), indent=2, default=str),
+        "report.html": _html(uri, label, scale_md, tables, f"{method}\n\n{claims_md}\n\n{verdicts}", forest, recs,
+                             table_factors),
+        "report.json": json.dumps(_json(label, data.scale(runs), threshold, tables, results, summary_rows, untested),
+                                  indent=2, default=str),
+        "runs.csv": render.runs_csv(recs, factors),
+        "forest.png": forest,
     }
-    for name, text in files.items():
-        _write_atomic(out / name, text)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        _write_atomic(out / name, content)
     if parent is not None:
         c = tracking.client(uri)
         for name in files:
             c.log_artifact(parent.info.run_id, str(out / name), "report")
-    summary = f"{render_md(tables[0][2], factors)}\n\n" + "\n".join(render.verdict_lines(claims) or
-                                                                    ["No claim is tested by these runs."])
-    return {"summary": summary, "tables": tables, "claims": claims, "untested": untested, "threshold": threshold,
-            "records": recs, "files": [str(out / n) for n in files]}
-
-
-def render_md(rows, factors):
-    return render.markdown_table(rows, factors)
-
-
-def _claim_in_labels(claim, paper, runs, factors):
-    """The claim with its two levels written as the table labels them (binned factors too)."""
-    import dataclasses
-
-    from orchestrator.report_data import level_maps
-
-    if claim.factor not in factors:
-        return None
-    to_label = level_maps(runs, [claim.factor])[claim.factor]
-    return dataclasses.replace(claim, paper=to_label(claim.paper), alt=to_label(claim.alt))
+    summary = f"{render.markdown_table(tables[0][2], table_factors)}\n\n{verdicts}"
+    return {"summary": summary, "tables": tables, "claims": results, "claims_summary": summary_rows,
+            "untested": untested, "threshold": threshold, "records": recs, "files": [str(out / n) for n in files]}
 
 
 def _scale_md(label, scale, threshold, recs):
@@ -124,74 +136,68 @@ def _scale_md(label, scale, threshold, recs):
     j = lambda v: ", ".join(map(str, v))  # noqa: E731
     return (f"Measured at: data set {j(scale['dataset'])}, {j(scale['image_size'])} px, ngf {j(scale['ngf'])} / "
             f"ndf {j(scale['ndf'])}, batch {j(scale['batch_size'])}, max_steps {j(scale['max_steps'])} "
-            f"(final steps {j(scale['final_steps'])}), seeds {j(scale['seeds'])}, FD on {j(scale['eval_n'])} images "
-            f"per evaluation; {scale['runs']} runs ({n_div} diverged, {n_nan} without a final FD — all kept and "
-            f"counted in n).\n\n"
+            f"(final steps {j(scale['final_steps'])}), seeds {j(scale['seeds'])}, FD ({j(scale['fd'])}) on "
+            f"{j(scale['eval_n'])} images per evaluation; {scale['runs']} runs ({n_div} diverged, {n_nan} without a "
+            f"final FD — all kept and counted in n).\n\n"
             f"FD≤T uses T = {render.fmt(threshold)}: the first evaluated step at or below it, averaged over the runs "
-            f"that reach it (reached/n in brackets). {render.PAPER_MARK} marks the paper's setting, **bold** the "
-            f"best value of a column. 95 % CIs: percentile bootstrap over seeds (runs) of the mean, "
-            f"2000 resamples. Diverged and collapsed: share of runs.")
+            f"that reach it (reached/n in brackets). {render.PAPER_MARK} marks the paper's setting (the config's "
+            f"defaults), **bold** the best value of a column. Final FD: geometric mean over the runs with one; its "
+            f"interval is a 95 % t interval on log FD for n ≥ 3 seeds, the two values as a range for n = 2, none for "
+            f"n = 1. Diverged, mode collapse, attribute skew: share of runs.")
 
 
-def _claims_md(claims, untested):
-    return ("## Claims\n\nEach effect is alternative − paper, from runs that differ in that factor alone (matched "
-            "cells: every other tabulated factor equal), averaged over the matched cells; 95 % CI from a two-level "
-            "bootstrap (cells, then seeds within each). A metric's verdict is *supported* when its CI excludes 0 "
-            "in the direction the paper predicts, *contradicted* when it excludes 0 the other way, else "
-            "*inconclusive*; a claim is supported when at least one metric supports it and none contradicts it "
-            "(and the mirror for contradicted).\n\n" + render.claims_markdown(claims, untested)
-            + "\n\n### Verdicts\n\n" + "\n".join(render.verdict_lines(claims) or ["No claim is tested by these runs."]))
-
-
-def _html(uri, label, scale_md, tables, claims_md, recs, factors):
-    from orchestrator import report_data as data
-    from orchestrator import report_stats as stats
-
-    cells = [(dict(zip(factors, key)), members) for key, members in stats.group(recs, factors).items()]
-    figures = []
+def _html(uri, label, scale_md, tables, claims_md, forest, recs, factors):
+    cells = [(dict(zip(factors, key)), members) for key, members in group(recs, factors).items()]
+    figs = [("final FD per cell, one point per seed", figures.seed_points_figure(cells))]
     for key, title, ylabel, log in (("fd", "FD against step (mean, band: min-max over seeds)", "FD", True),
                                     ("loss_d", "D loss", "loss_d", False), ("loss_g", "G loss", "loss_g", False),
                                     ("d_real", "D(x)", "D(x)", False), ("d_fake", "D(G(z))", "D(G(z))", False)):
-        png, drawn = render.curve_figure(cells, key, title, ylabel, log)
-        figures.append((f"{title} per cell", png))
+        figs.append((f"{title} per cell", figures.curve_figure(cells, key, title, ylabel, log)))
     for f in ("lr", "beta1"):
-        if f in factors and any(str(lvl).startswith("[") for row in tables[0][2] for lvl in [row.levels[f]]):
-            figures.append((f"final FD against {f}, coloured by bn_placement",
-                            render.scatter_figure(recs, f, "bn_placement")))
+        if f in factors and any(str(row.levels[f]).startswith("[") for row in tables[0][2]):
+            figs.append((f"final FD against {f}, coloured by bn_placement",
+                         figures.scatter_figure(recs, f, "bn_placement")))
     grids = []
     with tempfile.TemporaryDirectory() as tmp:  # the grids travel inside the HTML
         for levels, members in cells:
             path = data.final_grid(uri, members[0]["run_id"], Path(tmp) / members[0]["run_id"])
-            grids.append((f"{render._cell_label(levels)} (run {members[0]['run_id'][:8]}, seed {members[0]['seed']})",
-                          render.file_b64(path) if path else None))
-    sections = [(f"Table: {name}", render.markdown_table(rows, fs)) for name, fs, rows in tables]
-    sections.append(("Claims", claims_md.split("\n", 2)[-1]))
-    return render.html_page(f"dcgan-lab report: {label}", scale_md, sections, figures, grids)
+            grids.append((f"{figures.cell_label(levels)} (run {members[0]['run_id'][:8]}, seed {members[0]['seed']})",
+                          Path(path).read_bytes() if path else None))
+    sections = [(f"Table: {name}", render.markdown_table(rows, fs), []) for name, fs, rows in tables]
+    sections.append(("Claims", claims_md, [("forest plot: primary effect per claim", forest)]))
+    return render.html_page(f"dcgan-lab report: {label}", scale_md, sections, figs, grids)
 
 
-def _json(label, scale, threshold, tables, claims, untested):
-    def clean(x):
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, tuple):
-            return [clean(v) for v in x]
-        return x
+def _clean(x):
+    """JSON-ready: NaN and inf as null, tuples as lists, claims by key."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, (tuple, list)):
+        return [_clean(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if hasattr(x, "key") and hasattr(x, "factor"):
+        return {"key": x.key, "factor": x.factor, "paper": x.paper, "alt": x.alt, "primary": x.primary,
+                "expect": dict(x.expect), "quote": x.quote, "section": x.section}
+    return x
 
-    return {
-        "label": label, "scale": scale, "fd_threshold": clean(threshold),
+
+def _json(label, scale, threshold, tables, results, summary_rows, untested):
+    return _clean({
+        "label": label, "scale": scale, "fd_threshold": threshold,
         "tables": [{"name": n, "factors": fs, "rows": [{"levels": r.levels, "paper": r.paper, "best": sorted(r.best),
-                                                         **{k: clean(v) for k, v in r.stats.items()}} for r in rows]}
-                   for n, fs, rows in tables],
-        "claims": [{"claim": c["claim"].key, "factor": c["claim"].factor, "paper": c["claim"].paper,
-                    "alt": c["claim"].alt, "text": c["claim"].text, "verdict": c["verdict"],
-                    "effects": [{k: clean(v) for k, v in e.items()} for e in c["effects"]]} for c in claims],
-        "untested": [c.key for c in untested],
-    }
+                                                         **r.stats} for r in rows]} for n, fs, rows in tables],
+        "claims_summary": summary_rows, "claims": results,
+        "untested": [{"claim": c.key, "why": why} for c, why in untested],
+    })
 
 
-def _write_atomic(path, text):
+def _write_atomic(path, content):
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    if isinstance(content, bytes):
+        tmp.write_bytes(content)
+    else:
+        tmp.write_text(content, encoding="utf-8")
     tmp.replace(path)
 
 

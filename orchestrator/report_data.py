@@ -6,21 +6,22 @@ a report works on a laptop's SQLite store and on a cluster's tracking server ali
 import math
 
 from orchestrator import tracking
+from orchestrator.config import Config
 from orchestrator.errors import UserError
+from orchestrator.report_metrics import EXTRA_KEYS, METRICS
 
-# Factors a report tabulates when they vary across the runs (everything the sweeps search).
+# Factors a report tabulates when they vary across the runs (everything the sweeps search), besides
+# the factors of the claims being tested.
 KNOWN_FACTORS = ("lr", "beta1", "bn_placement", "g_upsample", "d_downsample", "d_head", "g_activation",
                  "d_activation", "lr_g", "lr_d", "beta2", "batch_size", "nz", "ngf", "ndf", "z_dist")
-# The paper's setting of each factor (its row is marked in every table).
-PAPER_LEVELS = {"lr": "0.0002", "beta1": "0.5", "bn_placement": "paper", "g_upsample": "transposed",
-                "d_downsample": "strided", "d_head": "conv", "g_activation": "relu", "d_activation": "leaky_relu"}
 # Continuous factors with many distinct values (TPE, random search) are binned at these edges:
 # a level ``[a, b)`` holds lo <= x < hi. lr bins put 2e-4 and 1e-3 apart; beta1's put 0.5 and 0.9 apart.
 BINS = {"lr": (1e-4, 3e-4, 1e-3, 3e-3), "beta1": (0.3, 0.6, 0.8)}
 MAX_LEVELS = 6                     # more distinct values than this: the factor is binned
 HISTORY_KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
-FINAL_KEYS = ("fd_final", "fd_best", "diverged", "collapsed", "sample_oscillation", "fd_volatility")
-NOT_FD = {"fd_final", "fd_best", "fd_volatility"}
+NOT_FD = {"fd_final", "fd_best", "fd_volatility", "fd_last_before_divergence"}
+# What a number was measured at: runs differing in one of these are not pooled (unless --pool).
+SCALE_PARAMS = ("dataset", "image_size", "max_steps", "eval_n")
 UNFINISHED = ("RUNNING", "SCHEDULED", "KILLED")   # runs without a result: left out, and counted in the title
 
 
@@ -57,9 +58,9 @@ def find_runs(uri, sweep=None, experiment=None):
     return runs, parent, label
 
 
-def choose_factors(runs, asked=None):
+def choose_factors(runs, asked=None, claim_factors=()):
     """The factors to tabulate: the asked ones (each present in every run), else the known
-    factors that vary across the runs."""
+    factors and the claims' factors that vary across the runs."""
     if asked:
         for f in asked:
             missing = [r.info.run_id[:8] for r in runs if f not in r.data.params]
@@ -67,8 +68,8 @@ def choose_factors(runs, asked=None):
                 raise UserError(f"factors={f!r}: {len(missing)} of {len(runs)} runs have no such param "
                                 f"(e.g. run {missing[0]}); params they share: {sorted(_shared_params(runs))[:20]}")
         return list(asked)
-    varying = [f for f in KNOWN_FACTORS if len({r.data.params.get(f) for r in runs}) > 1]
-    return varying
+    candidates = list(KNOWN_FACTORS) + [f for f in claim_factors if f not in KNOWN_FACTORS]
+    return [f for f in candidates if len({r.data.params.get(f) for r in runs}) > 1]
 
 
 def _shared_params(runs):
@@ -86,11 +87,11 @@ def level_maps(runs, factors):
         if len(values) > MAX_LEVELS and _all_numbers(values):
             maps[f] = _binner(f, sorted(float(v) for v in values))
         else:
-            maps[f] = _canonical
+            maps[f] = canonical
     return maps
 
 
-def _canonical(value):
+def canonical(value):
     """'2e-4' and '0.0002' are one level: numbers print as Python floats do."""
     if value is None:
         return "(unset)"
@@ -133,9 +134,30 @@ def _fmt(x):
 
 
 def fd_key(run):
-    """The run's FD history metric (fd_faces, fd_bedrooms, fid, ...)."""
+    """The run's FD history metric (fd_faces, fd_inception, ...; ``fid`` on old runs): the one of its
+    pinned ``feature_extractor`` when it logged more than one."""
     keys = sorted(k for k in run.data.metrics if (k.startswith("fd_") and k not in NOT_FD) or k == "fid")
+    if len(keys) > 1 and run.data.params.get("feature_extractor") in ("domain", "inception"):
+        inception = run.data.params["feature_extractor"] == "inception"
+        keys = [k for k in keys if (k == "fd_inception") == inception] or keys
     return keys[0] if keys else None
+
+
+def final_values(run):
+    """The run's final metrics as the report reads them (METRICS, older names too, EXTRA_KEYS).
+
+    A diverged run has no final FD: its last FD before divergence is kept as
+    ``fd_last_before_divergence`` (older runs logged it as ``fd_final``)."""
+    m = run.data.metrics
+    values = {k: m.get(k, m.get(spec.alias, math.nan)) for k, spec in METRICS.items() if k != "steps_to_fd"}
+    values.update({k: m.get(k, math.nan) for k in EXTRA_KEYS})
+    if run.data.tags.get("status") == "diverged":
+        values["diverged"] = 1.0
+    if values["diverged"] == 1.0:
+        if not math.isfinite(values["fd_last_before_divergence"]):
+            values["fd_last_before_divergence"] = values["fd_final"]
+        values["fd_final"] = math.nan
+    return values
 
 
 def records(uri, runs, factors, fd_threshold=None, with_history=True):
@@ -144,10 +166,6 @@ def records(uri, runs, factors, fd_threshold=None, with_history=True):
     maps = level_maps(runs, factors)
     out = []
     for r in runs:
-        m = r.data.metrics
-        values = {k: m.get(k, math.nan) for k in FINAL_KEYS}
-        if r.data.tags.get("status") == "diverged":
-            values["diverged"] = 1.0
         key = fd_key(r)
         hist = {}
         if with_history:
@@ -155,8 +173,10 @@ def records(uri, runs, factors, fd_threshold=None, with_history=True):
                 hist[k] = [(h.step, h.value) for h in sorted(c.get_metric_history(r.info.run_id, k),
                                                              key=lambda h: h.step)]
         out.append({"run_id": r.info.run_id, "levels": {f: maps[f](r.data.params.get(f)) for f in factors},
-                    "seed": r.data.params.get("seed", ""), "params": dict(r.data.params), "values": values,
-                    "fd_key": key, "history": hist, "status": r.data.tags.get("status", r.info.status.lower())})
+                    "seed": r.data.params.get("seed", ""), "params": dict(r.data.params), "values": final_values(r),
+                    "metrics": dict(r.data.metrics), "fd_key": key, "history": hist,
+                    "status": r.data.tags.get("status", r.info.status.lower()),
+                    "final_step": _number(r.data.tags.get("final_step"))})
     if fd_threshold is None:
         import numpy as np
         finals = [x["values"]["fd_final"] for x in out if math.isfinite(x["values"]["fd_final"])]
@@ -164,6 +184,13 @@ def records(uri, runs, factors, fd_threshold=None, with_history=True):
     for x in out:
         x["values"]["steps_to_fd"] = steps_to(x["history"].get(x["fd_key"], []), fd_threshold)
     return out, fd_threshold
+
+
+def _number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def steps_to(fd_history, threshold):
@@ -174,10 +201,10 @@ def steps_to(fd_history, threshold):
     return math.nan
 
 
-def paper_levels(factors, runs):
-    """The paper's level of each factor in the labels the table uses (binned where binned)."""
-    maps = level_maps(runs, factors)
-    return {f: maps[f](PAPER_LEVELS[f]) for f in factors if f in PAPER_LEVELS}
+def paper_levels(factors, maps):
+    """The paper's level of each factor (the config's default) in the labels the table uses."""
+    defaults = Config()
+    return {f: maps[f](str(getattr(defaults, f))) for f in factors if hasattr(defaults, f)}
 
 
 def scale(runs):
@@ -186,7 +213,35 @@ def scale(runs):
     steps = sorted({r.data.tags.get("final_step", "?") for r in runs})
     return {"dataset": p("dataset"), "image_size": p("image_size"), "max_steps": p("max_steps"),
             "final_steps": steps, "seeds": p("seed"), "batch_size": p("batch_size"), "eval_n": p("eval_n"),
-            "ngf": p("ngf"), "ndf": p("ndf"), "runs": len(runs)}
+            "ngf": p("ngf"), "ndf": p("ndf"), "fd": sorted({fd_key(r) or "none" for r in runs}), "runs": len(runs)}
+
+
+def strata(runs, pool=False):
+    """{label: runs}, one stratum per scale the runs were measured at (one, labelled "", when they
+    agree). Differing scales are refused, naming the key and its values, unless ``pool``."""
+    def scale_of(r):
+        finished = r.data.tags.get("status") == "finished"   # a diverged or failed run stops early
+        return {**{k: r.data.params.get(k, "?") for k in SCALE_PARAMS}, "FD features": fd_key(r),
+                "final step": r.data.tags.get("final_step") if finished else None}
+
+    scales = [scale_of(r) for r in runs]
+    differ = [k for k in scales[0] if len({s[k] for s in scales if s[k] is not None}) > 1]
+    if not differ:
+        return {"": runs}
+    if not pool:
+        k = differ[0]
+        values = sorted({str(s[k]) for s in scales if s[k] is not None})
+        raise UserError(f"runs differ in {k}: {', '.join(values)}; a report does not pool runs measured at "
+                        "different scales (pass --pool to report each scale separately)")
+    out = {}
+    for r, s in zip(runs, scales):
+        if s["final step"] is None:   # stopped early: with the finished runs of its other settings
+            same = [t["final step"] for t in scales if t["final step"] is not None
+                    and all(t[k] == s[k] for k in s if k != "final step")]
+            s["final step"] = max(set(same), key=same.count) if same else "?"
+        label = ", ".join(f"{k}={s[k]}" for k in differ)
+        out.setdefault(label, []).append(r)
+    return dict(sorted(out.items()))
 
 
 def final_grid(uri, run_id, dest):

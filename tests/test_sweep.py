@@ -32,8 +32,8 @@ def test_smoke_sweep_end_to_end(tmp_path):
     r = run_cli("sweep", "--preset", "smoke", "--space", str(space), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""},
                 timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "| lr | n | final FD mean |" in r.stdout and "dcgan-lab ui" in r.stdout
-    assert "**lr** (lr 0.0002 vs 0.001): inconclusive" in r.stdout  # one seed: no interval, no verdict
+    assert "| lr | n | final FD (geo. mean) |" in r.stdout and "dcgan-lab ui" in r.stdout
+    assert "**lr** (lr 0.0002 vs 0.001): not tested: needs >= 3 seeds per arm" in r.stdout  # one seed: no verdict
     client = _store(tmp_path)
     (parent,), children = _sweep_runs(client)
     assert len(children) == 2
@@ -51,7 +51,8 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert parent.data.params["sweep_space"] == "lr-alone"
     assert [f.path for f in client.list_artifacts(parent.info.run_id)] == ["report", "summary.md"]
     assert {f.path for f in client.list_artifacts(parent.info.run_id, "report")} == \
-        {f"report/{n}" for n in ("report.md", "tables.csv", "tables.tex", "report.html", "report.json")}
+        {f"report/{n}" for n in ("report.md", "tables.csv", "tables.tex", "report.html", "report.json", "runs.csv",
+                                 "forest.png")}
     # Checkpoints land in the user's storage_path (Tune keeps those of single-worker trials,
     # which train in the trial's process), not in Tune's per-trial working directory.
     assert len(list((tmp_path / "ray_results").rglob("trial-*/checkpoint_*"))) >= 2
