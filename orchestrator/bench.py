@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from orchestrator.bench_data import data_throughput, print_data
-from orchestrator.bench_levers import lever_throughput, print_levers
+from orchestrator.bench_levers import LEVERS, lever_throughput, print_levers
 from orchestrator.bench_sweep import print_sweep, sweep_efficiency
 from orchestrator.config import resolve_config
 
@@ -31,6 +31,7 @@ def add_subparser(subparsers):
     p.add_argument("--sizes", default="quick,tutorial", help=f"comma-separated: {', '.join(SIZES)}")
     p.add_argument("--steps", type=int, default=20, help="timed steps per measurement (levers: per variant)")
     p.add_argument("--lever-sizes", default="quick,tutorial", help="sizes of the levers part, comma-separated")
+    p.add_argument("--levers", default=",".join(LEVERS), help=f"levers measured, comma-separated: {', '.join(LEVERS)}")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--skip-ray", action="store_true", help="skip the Ray Train measurements")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -61,6 +62,9 @@ def cmd_bench(args):
             setattr(args, key, value)
     sizes, lever_sizes = _names("sizes", args.sizes, SIZES), _names("lever-sizes", args.lever_sizes, SIZES)
     parts = _names("parts", args.parts, PARTS)
+    levers = {name: LEVERS[name] for name in _names("levers", args.levers, LEVERS)}
+    if "as trained" not in levers:
+        levers = {"as trained": {}, **levers}   # what every lever is compared with
     if args.skip_ray:
         parts = [s for s in parts if s not in ("ray", "sweep")]
     if args.steps < 3:
@@ -84,8 +88,8 @@ def cmd_bench(args):
             cfg = resolve_config("smoke", SIZES[name])
             results[name]["gpu_variants"] = gpu_variants(cfg, args.steps, results[name]["gflop_per_image"])
     if "levers" in parts:
-        results["levers"] = {name: lever_throughput(SIZES[name], args.steps, rounds=1 if args.smoke else 4)
-                             for name in lever_sizes}
+        results["levers"] = {name: lever_throughput(SIZES[name], args.steps, rounds=1 if args.smoke else 4,
+                                                    levers=levers) for name in lever_sizes}
     if "data" in parts:
         results["data"] = data_throughput(length=2000, batches=5, files=200) if args.smoke else data_throughput()
     if "eval" in parts:

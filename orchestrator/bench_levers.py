@@ -68,7 +68,8 @@ class Variant:
 
 def lever_throughput(overrides, steps=20, rounds=4, warmup=2, levers=LEVERS):
     """{lever: images/s (median over rounds), steps timed, and its losses against the step as
-    trained} at one size; ``steps`` timed steps per variant in all, spread over ``rounds``."""
+    trained} at one size; ``steps`` timed steps per variant in all, spread over ``rounds``.
+    ``levers`` must hold "as trained", the reference."""
     import torch
 
     cfg = resolve_config("smoke", {**overrides, "max_steps": steps})
@@ -85,7 +86,7 @@ def lever_throughput(overrides, steps=20, rounds=4, warmup=2, levers=LEVERS):
         for name in names[r % len(names):] + names[:r % len(names)]:   # a different order each round
             rates[name].append(per_round * cfg.batch_size / variants[name].run(per_round))
     torch.set_num_threads(prev)
-    base = variants[names[0]].losses
+    base = variants["as trained"].losses
     return {name: {"images_per_s": statistics.median(rates[name]), "steps_timed": per_round * rounds,
                    **loss_drift(v.losses, base)} for name, v in variants.items()}
 
@@ -103,8 +104,7 @@ def loss_drift(losses, base):
 
 def print_levers(levers):
     for size, variants in levers.items():
-        base = next(iter(variants.values()))["images_per_s"]
-        steps = next(iter(variants.values()))["steps_timed"]
+        base, steps = variants["as trained"]["images_per_s"], variants["as trained"]["steps_timed"]
         print(f"CPU levers, {size} size ({steps} steps per variant, interleaved; median of rounds):")
         print(f"  {'lever':<16}{'img/s':>9}{'vs trained':>12}{'losses':>9}{'rel diff step 1':>17}{'last':>10}")
         for name, v in variants.items():

@@ -2,6 +2,7 @@
 sweeps): a reused process trains the same curve as a fresh one, and a trial whose reused process
 is killed, then whose sweep driver is killed, resumes from its checkpoint with every step logged
 once."""
+import contextlib
 import os
 import signal
 import subprocess
@@ -96,7 +97,8 @@ def test_reused_trial_processes_same_curves_through_a_killed_trial_and_a_killed_
         assert found, "the restarted trial never ran past its checkpoint"
         _, driver_killed_at = found
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):   # the driver with the local Ray it started
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     finished = {t.info.run_id: _curve(client, t) for t in _trials(client) if t.data.tags.get("status") == "finished"}
 

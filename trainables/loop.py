@@ -31,20 +31,20 @@ def real_batches(cfg, rank, world, start_step, device):
     """(images in the training set, this rank's batches from ``start_step`` on, on ``device``, in
     [-1, 1]): sliced from the data cache and scaled on the device, or with ``data_cache=false``
     drawn item by item through a DataLoader. Both give the same floats in the same order."""
-    per_worker = cfg.batch_size // world
+    images = None
     if cfg.data_cache:
         try:
             images = open_cache(data_request(cfg))
         except OSError as err:   # no room for the cache: the same batches the slow way
             warnings.warn(f"data cache not built ({err}); decoding each item instead")
-        else:
-            sampler = ResumableBatchSampler(len(images), per_worker, rank, world, seed=cfg.seed, start_step=start_step)
-            return len(images), (images.batch(indices, device) for indices in sampler)
-    dataset = build_dataset(data_request(cfg))
-    sampler = ResumableBatchSampler(len(dataset), per_worker, rank, world, seed=cfg.seed, start_step=start_step)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.loader_workers,
+    source = images if images is not None else build_dataset(data_request(cfg))
+    sampler = ResumableBatchSampler(len(source), cfg.batch_size // world, rank, world, seed=cfg.seed,
+                                    start_step=start_step)
+    if images is not None:
+        return len(images), (images.batch(indices, device) for indices in sampler)
+    loader = DataLoader(source, batch_sampler=sampler, num_workers=cfg.loader_workers,
                         persistent_workers=cfg.loader_workers > 0)
-    return len(dataset), (real.to(device, non_blocking=True) for real, _labels in loader)
+    return len(source), (real.to(device, non_blocking=True) for real, _labels in loader)
 
 
 def total_steps(cfg, n_items):

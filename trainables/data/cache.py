@@ -93,11 +93,14 @@ def ensure_cache(request, workers=None, progress=False):
 
 
 def _complete(path, request):
-    """Whether ``path`` holds the entry: renamed into place only once whole, so a shape check
-    guards against a file someone else put there."""
+    """Whether ``path`` holds the entry: renamed into place only once whole, so a header and
+    shape check guards against a file someone else put there or a damaged disk."""
     if not path.is_file():
         return False
-    images = np.load(path, mmap_mode="r")
+    try:
+        images = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):   # not an .npy, or shorter than its header says
+        return False
     whole = images.dtype == np.uint8 and images.shape[1:] == (request.nc, request.image_size, request.image_size)
     return whole and (images.shape[0] == request.length or not get_entry(request.name).synthetic)
 
