@@ -1,6 +1,8 @@
 """``dcgan-lab bench``: throughput of the project's training step against a plain PyTorch loop,
-the machine's GEMM peak, Ray Train with 1 and 2 workers, data-set rendering, evaluation cost, and
-a sweep's efficiency and memory. A benchmark, not a test: it prints a table and writes JSON.
+the machine's GEMM peak, the CPU levers of the step, batches from the data cache against
+rendering and decoding, evaluation cost, Ray Train with 1 and 2 workers, and a sweep's efficiency,
+start-up and memory. A benchmark, not a test: it prints a table and writes JSON. ``--smoke`` runs
+every part but ``eval`` and ``ray`` at toy sizes in a minute or two (what the test suite runs).
 """
 import json
 import os
@@ -9,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from orchestrator.bench_data import data_throughput, print_data
+from orchestrator.bench_levers import LEVERS, lever_throughput, print_levers
 from orchestrator.bench_sweep import print_sweep, sweep_efficiency
 from orchestrator.config import resolve_config
 
@@ -17,6 +21,7 @@ SIZES = {  # name -> config overrides of the networks measured
     "tutorial": dict(image_size=64, ngf=64, ndf=64, nz=100, batch_size=128),
     "wide": dict(image_size=64, ngf=128, ndf=128, nz=100, batch_size=128),  # the authors' 4x4x1024 projection
     "big-batch": dict(image_size=64, ngf=64, ndf=64, nz=100, batch_size=1024),  # GPU: past launch overhead
+    "smoke": dict(image_size=32, ngf=8, ndf=8, nz=16, batch_size=16),  # --smoke: the smoke preset's nets
 }
 
 
@@ -24,20 +29,27 @@ def add_subparser(subparsers):
     p = subparsers.add_parser("bench", help="benchmark training throughput (prints a table, writes JSON)")
     p.add_argument("--out", default="bench.json", help="JSON output file")
     p.add_argument("--sizes", default="quick,tutorial", help=f"comma-separated: {', '.join(SIZES)}")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per measurement (levers: per variant)")
+    p.add_argument("--lever-sizes", default="quick,tutorial", help="sizes of the levers part, comma-separated")
+    p.add_argument("--levers", default=",".join(LEVERS), help=f"levers measured, comma-separated: {', '.join(LEVERS)}")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--skip-ray", action="store_true", help="skip the Ray Train measurements")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated: {', '.join(PARTS)}")
-    p.add_argument("--sweep-space", default="smoke", help="search space of the measured quick sweep")
+    p.add_argument("--sweep-preset", default="quick", help="preset of the measured sweep")
+    p.add_argument("--sweep-space", default="smoke", help="search space of the measured sweep")
     p.add_argument("--sweep-seeds", type=int, default=2, help="seeds per grid point of the measured sweep")
     p.add_argument("--sweep-steps", type=int, default=600, help="max_steps of each measured trial")
     p.add_argument("--sweep-compare", action="store_true",
                    help="also run the sweep with every trial on a Train worker group (the former way)")
+    p.add_argument("--smoke", action="store_true",
+                   help="every part but eval and ray, at toy sizes: checks the bench runs, measures nothing")
     p.set_defaults(func=cmd_bench)
 
 
-PARTS = ("steps", "levers", "render", "eval", "ray", "sweep")
+PARTS = ("steps", "levers", "data", "eval", "ray", "sweep")
+SMOKE = {"sizes": "smoke", "lever_sizes": "smoke", "steps": 3, "parts": "steps,levers,data,sweep",
+         "sweep_preset": "smoke", "sweep_seeds": 1, "sweep_steps": 12}
 
 
 def cmd_bench(args):
@@ -45,14 +57,14 @@ def cmd_bench(args):
 
     from orchestrator.errors import UserError
 
-    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-    bad = [s for s in sizes if s not in SIZES]
-    if bad:
-        raise UserError(f"sizes={bad[0]!r} is not allowed: one of {', '.join(SIZES)}")
-    parts = [s.strip() for s in args.parts.split(",") if s.strip()]
-    bad = [s for s in parts if s not in PARTS]
-    if bad:
-        raise UserError(f"parts={bad[0]!r} is not allowed: one of {', '.join(PARTS)}")
+    if args.smoke:
+        for key, value in SMOKE.items():
+            setattr(args, key, value)
+    sizes, lever_sizes = _names("sizes", args.sizes, SIZES), _names("lever-sizes", args.lever_sizes, SIZES)
+    parts = _names("parts", args.parts, PARTS)
+    levers = {name: LEVERS[name] for name in _names("levers", args.levers, LEVERS)}
+    if "as trained" not in levers:
+        levers = {"as trained": {}, **levers}   # what every lever is compared with
     if args.skip_ray:
         parts = [s for s in parts if s not in ("ray", "sweep")]
     if args.steps < 3:
@@ -60,6 +72,7 @@ def cmd_bench(args):
     threads = args.threads or os.cpu_count()
     torch.set_num_threads(threads)
     results = {"threads": threads, "torch": torch.__version__, "device": args.device,
+               "mode": "smoke" if args.smoke else "full",
                "load_before": os.getloadavg()}
     if "steps" in parts:
         results["gemm_gflops"] = gemm_gflops(args.device)
@@ -75,23 +88,35 @@ def cmd_bench(args):
             cfg = resolve_config("smoke", SIZES[name])
             results[name]["gpu_variants"] = gpu_variants(cfg, args.steps, results[name]["gflop_per_image"])
     if "levers" in parts:
-        results["levers_quick"] = lever_throughput(SIZES["quick"], max(args.steps // 2, 3))
-    if "render" in parts:
-        results["render_images_per_s"] = render_throughput()
+        results["levers"] = {name: lever_throughput(SIZES[name], args.steps, rounds=1 if args.smoke else 4,
+                                                    levers=levers) for name in lever_sizes}
+    if "data" in parts:
+        results["data"] = data_throughput(length=2000, batches=5, files=200) if args.smoke else data_throughput()
     if "eval" in parts:
         results["evaluation"] = eval_cost()
     if "ray" in parts:
         results["ray_train"] = ray_throughput()
     if "sweep" in parts:
-        results["sweep"] = sweep_efficiency(args.sweep_space, args.sweep_seeds, args.sweep_steps)
+        sweep = dict(preset=args.sweep_preset, space=args.sweep_space, seeds=args.sweep_seeds,
+                     max_steps=args.sweep_steps)
+        results["sweep"] = sweep_efficiency(**sweep)
         if args.sweep_compare:
-            results["sweep_worker_group"] = sweep_efficiency(args.sweep_space, args.sweep_seeds, args.sweep_steps,
-                                                             worker_group=True)
+            results["sweep_worker_group"] = sweep_efficiency(**sweep, worker_group=True)
     results["load_after"] = os.getloadavg()
     print_table(results, sizes if "steps" in parts else [])
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")
     return 0
+
+
+def _names(key, text, known):
+    from orchestrator.errors import bad_value
+
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    for name in names:
+        if name not in known:
+            raise bad_value(key, name, f"one of {', '.join(known)}")
+    return names
 
 
 def gemm_gflops(device="cpu", n=2048, reps=5):
@@ -161,44 +186,6 @@ def step_throughput(overrides, steps, device="cpu"):
             "project_gflops": gflop_per_image * project, "gflop_per_image": gflop_per_image}
 
 
-# name -> (torch threads, channels_last, Adam implementation): the CPU levers of the step.
-LEVERS = {
-    "1 thread, foreach Adam (as trained)": (1, False, "foreach"),
-    "1 thread, channels_last": (1, True, "foreach"),
-    "1 thread, fused Adam": (1, False, "fused"),
-    "1 thread, for-loop Adam": (1, False, "for-loop"),
-    "2 threads, foreach Adam": (2, False, "foreach"),
-}
-
-
-def lever_throughput(overrides, steps, rounds=3):
-    """Images/s of the project's step under each CPU lever, at one size. The variants run in
-    turn, ``rounds`` times, and each keeps its median: load that drifts hits all of them alike."""
-    import torch
-
-    from trainables.models import build_models
-    from trainables.step import GANStep, noise_generator
-
-    cfg = resolve_config("smoke", {**overrides, "max_steps": steps})
-    prev = torch.get_num_threads()
-    rates = {name: [] for name in LEVERS}
-    for _ in range(rounds):
-        for name, (threads, channels_last, adam) in LEVERS.items():
-            torch.set_num_threads(threads)
-            fmt = torch.channels_last if channels_last else torch.contiguous_format
-            real = (torch.rand(cfg.batch_size, 3, cfg.image_size, cfg.image_size) * 2 - 1).contiguous(memory_format=fmt)
-            torch.manual_seed(0)
-            netG, netD = (n.to(memory_format=fmt) for n in build_models(cfg))
-            kw = {"foreach": adam == "foreach", "fused": adam == "fused"}
-            optG = torch.optim.Adam(netG.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **kw)
-            optD = torch.optim.Adam(netD.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **kw)
-            step = GANStep(netG, netD, optG, optD, cfg.nz, cfg.z_dist)
-            rates[name].append(_rate(lambda i: step(real, noise_generator(0, 0, i)), steps, cfg.batch_size,
-                                     sync=lambda out: out["loss_d"].item()))
-    torch.set_num_threads(prev)
-    return {name: statistics.median(r) for name, r in rates.items()}
-
-
 def plain_loop_step(netG, netD, cfg, real):
     """The PyTorch DCGAN example's loop, written plainly: the baseline the project must match."""
     import torch
@@ -235,25 +222,6 @@ def _rate(fn, steps, batch_size, sync, warmup=3):
         out = fn(i)
     sync(out)
     return steps * batch_size / (time.perf_counter() - t)
-
-
-def render_throughput(n=1000):
-    """Images/s of the synthetic renderers at 64x64 on one thread."""
-    import torch
-
-    from trainables.data import DataRequest, build_dataset
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    out = {}
-    for name in ("synthetic-faces", "synthetic-bedrooms"):
-        ds = build_dataset(DataRequest(name, image_size=64, length=n))
-        t = time.perf_counter()
-        for i in range(n):
-            ds[i]
-        out[name] = n / (time.perf_counter() - t)
-    torch.set_num_threads(prev)
-    return out
 
 
 def eval_cost():
@@ -300,13 +268,10 @@ def print_table(r, sizes):
         x = r[s]
         print(f"{s:<10}{x['batch_size']:>6}{x['project_images_per_s']:>15.1f}{x['plain_images_per_s']:>13.1f}"
               f"{x['ratio']:>7.2f}{x['project_gflops']:>9.1f}{x['achieved_vs_gemm']:>9.0%}")
-    if "levers_quick" in r:
-        base = next(iter(r["levers_quick"].values()))
-        print("CPU levers, quick size (median of 3 interleaved rounds):")
-        for name, rate in r["levers_quick"].items():
-            print(f"  {name:<40}{rate:>8.1f} img/s{rate / base:>7.2f}x")
-    for name, rate in r.get("render_images_per_s", {}).items():
-        print(f"render {name} 64x64, 1 thread: {rate:.0f} img/s")
+    if "levers" in r:
+        print_levers(r["levers"])
+    if "data" in r:
+        print_data(r["data"])
     if "evaluation" in r:
         ev = r["evaluation"]
         print(f"FD on 10,000 quick-size samples: {ev['fd_10k_seconds']:.1f} s; "

@@ -1,7 +1,8 @@
-"""The sweep part of ``dcgan-lab bench``: a ``quick`` sweep run as a user runs it (a fresh
-``dcgan-lab sweep`` process in a scratch directory), its wall time broken down from the timings
-the driver and the training loop log (``perf_*`` tags and metrics), and its memory sampled over
-the whole process tree (driver, Ray, MLflow server, trials, workers).
+"""The sweep part of ``dcgan-lab bench``: a sweep (the ``quick`` preset unless told) run as a user
+runs it (a fresh ``dcgan-lab sweep`` process in a scratch directory; the machine's cache as it is), its
+wall time broken down from the timings the driver and the training loop log (``perf_*`` tags and
+metrics), and its memory sampled over the whole process tree (driver, Ray, MLflow server, trials,
+workers).
 """
 import os
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 LOOP_PHASES = ("setup", "data", "step", "log", "eval", "checkpoint", "final")
 
 
-def sweep_efficiency(space="smoke", seeds=2, max_steps=600, worker_group=False, slots=2):
+def sweep_efficiency(preset="quick", space="smoke", seeds=2, max_steps=600, worker_group=False, slots=2):
     """Run the sweep, then read where its time went; ``slots`` trials run at once (2 CPUs, 1 each).
     ``worker_group``: the same trials, each started as a TorchTrainer with its own worker group
     (what every trial did before single-worker trials trained in the trial's process)."""
@@ -27,7 +28,7 @@ def sweep_efficiency(space="smoke", seeds=2, max_steps=600, worker_group=False, 
             params["cpus_per_worker"] = {"dist": "grid", "values": [1]}
             space = str(Path(tmp) / "worker-group.yaml")
             Path(space).write_text(yaml.safe_dump({"description": "bench: trials on a worker group", "params": params}))
-        args = [sys.executable, "-m", "orchestrator.cli", "sweep", "--preset", "quick", "--space", space,
+        args = [sys.executable, "-m", "orchestrator.cli", "sweep", "--preset", preset, "--space", space,
                 "--seeds", str(seeds), "--set", f"max_steps={max_steps}"]
         log = Path(tmp) / "sweep.log"
         with open(log, "wb") as out:
@@ -55,17 +56,25 @@ def breakdown(uri, t0, t_end, slots):
     tags = parent.data.tags
     tuner_start, tuner_end = float(tags["perf_tuner_start"]), float(tags["perf_tuner_end"])
 
-    # Driver: CLI start, Ray, MLflow server, evaluator, parent run (before Tune); summary after it.
-    driver = {"ray_init": float(tags["perf_ray_init_s"]), "driver_before_tune": tuner_start - t0,
-              "driver_after_tune": t_end - tuner_end}
+    # Driver: CLI start and imports, then its phases (data cache, Ray, evaluator, MLflow server,
+    # parent run) before Tune; the summary and report after it.
+    from orchestrator.sweep_run import DRIVER_PHASES
+
+    driver = {"driver_before_tune": tuner_start - t0, "cli_start": float(tags["perf_driver_start"]) - t0,
+              **{p: float(tags[f"perf_driver_{p}_s"]) for p in DRIVER_PHASES},
+              "ray_init_call": float(tags["perf_ray_init_s"]), "driver_after_tune": t_end - tuner_end}
     total = dict.fromkeys(("trial_startup", "trial_teardown", *LOOP_PHASES[1:]), 0.0)
     per_trial = []
     # Tune launches a trial when a slot frees: the first ``slots`` at the tuner's start, the k-th
     # next when the (k - slots)-th trial ends. Its process may be older (Ray keeps idle workers).
     trials.sort(key=lambda r: float(r.data.tags["perf_trial_start"]))
     slot_free = [tuner_start] * slots + sorted(r.info.end_time / 1000 for r in trials)
+    processes = set()   # the trial processes seen so far: a trial in one of them was reused
     for k, r in enumerate(trials):
         m, t = r.data.metrics, r.data.tags
+        process = (t["perf_trial_pid"], t["perf_trial_process_start"])   # start times alone tie (10 ms ticks)
+        reused = process in processes
+        processes.add(process)
         process_start = max(float(t["perf_trial_process_start"]), slot_free[k])
         loop_start = float(t["perf_loop_start"])
         first_step = loop_start + m["perf_setup_s"]
@@ -73,7 +82,8 @@ def breakdown(uri, t0, t_end, slots):
         startup = {"launch_to_driver": float(t["perf_trial_start"]) - process_start,
                    "driver_to_loop": loop_start - float(t["perf_trial_start"]),
                    "loop_setup": m["perf_setup_s"]}
-        per_trial.append({"startup_s": first_step - process_start, **{f"{k}_s": v for k, v in startup.items()},
+        per_trial.append({"startup_s": first_step - process_start, "reused_process": reused,
+                          **{f"{k}_s": v for k, v in startup.items()},
                           "teardown_s": r.info.end_time / 1000 - loop_end,
                           **{f"{p}_s": m[f"perf_{p}_s"] for p in LOOP_PHASES[1:]}})
         total["trial_startup"] += first_step - process_start
@@ -85,8 +95,14 @@ def breakdown(uri, t0, t_end, slots):
     return {"trials": len(trials), "slots": slots, "wall_s": t_end - t0, "driver_s": driver,
             "slot_seconds": total, "fraction": {k: v / capacity for k, v in total.items()},
             "step_fraction": total["step"] / capacity,
-            "trial_startup_s_mean": sum(x["startup_s"] for x in per_trial) / max(len(per_trial), 1),
+            "trial_startup_s_mean": _mean(x["startup_s"] for x in per_trial),
+            "trial_startup_s_after_first": _mean(x["startup_s"] for x in per_trial[slots:]),
             "per_trial": per_trial}
+
+
+def _mean(values):
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
 
 
 def sample_memory(proc, every_s=1.0, pss_every=5):
@@ -136,14 +152,19 @@ def print_sweep(s):
     print(f"\nsweep ({how}): {s['command']} ({s['trials']} trials, {s['slots']} at once), wall {s['wall_s']:.0f} s, "
           f"load average {s['load'][0]:.1f} at the end")
     d = s["driver_s"]
-    print(f"  driver: {d['driver_before_tune']:.1f} s before Tune (Ray init {d['ray_init']:.1f} s), "
-          f"{d['driver_after_tune']:.1f} s after")
+    from orchestrator.sweep_run import DRIVER_PHASES
+
+    phases = ", ".join(f"{p} {d[p]:.1f}" for p in DRIVER_PHASES)
+    print(f"  driver: {d['driver_before_tune']:.1f} s before Tune: CLI start and imports {d['cli_start']:.1f}, "
+          f"{phases}; {d['driver_after_tune']:.1f} s after")
     print(f"  {'slot time':<16}{'s':>8}{'share':>8}")
     for k, v in s["slot_seconds"].items():
         print(f"  {k:<16}{v:>8.1f}{s['fraction'][k]:>8.1%}")
-    print(f"  trial start-up per trial: {s['trial_startup_s_mean']:.1f} s (launch -> first step)")
+    print(f"  trial start-up per trial (launch -> first step): {s['trial_startup_s_mean']:.1f} s; after the first "
+          f"{s['slots']}: {s['trial_startup_s_after_first']:.1f} s")
     for i, t in enumerate(s["per_trial"]):
-        print(f"    trial {i}: launch->driver {t['launch_to_driver_s']:.1f} s, driver->loop "
+        print(f"    trial {i} ({'reused' if t['reused_process'] else 'new'} process): launch->driver "
+              f"{t['launch_to_driver_s']:.1f} s, driver->loop "
               f"{t['driver_to_loop_s']:.1f} s, loop setup {t['loop_setup_s']:.1f} s, teardown {t['teardown_s']:.1f} s")
     m = s["memory"]
     print(f"  peak memory, whole sweep: RSS summed {m['peak_total_mb']:.0f} MB, PSS {m['peak_total_pss_mb']:.0f} MB; "

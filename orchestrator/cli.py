@@ -12,7 +12,7 @@ COMMAND_MODULES = [
     "orchestrator.evaluate",    # evaluate
     "orchestrator.latent_cmd",  # latent walk|sheet|arithmetic|turn|forget|neighbours, represent
     "orchestrator.report",      # report
-    "orchestrator.data_cmd",    # data preview
+    "orchestrator.data_cmd",    # data preview|cache
     "orchestrator.bench",       # bench
     "orchestrator.ui",          # ui
 ]

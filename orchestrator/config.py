@@ -34,6 +34,7 @@ class Config:
     data_seed: int = _opt(0, "seed of the synthetic data set itself (not of training)", min=0)
     image_size: int = _opt(64, "image side in pixels; the layer count follows", choices=IMAGE_SIZES)
     nc: int = _opt(3, "image channels", choices=(1, 3))
+    data_cache: bool = _opt(True, "batches from a uint8 copy of the data set built once per machine; false: decode each")
     # Model (paper section 3).
     nz: int = _opt(100, "latent dimension", min=1)
     z_dist: str = _opt("normal", "latent prior: normal N(0,1) or uniform U(-1,1) (the paper's code)",

@@ -1,4 +1,5 @@
-"""``dcgan-lab data preview``: a grid of a data set's images, and the balance of its labels."""
+"""``dcgan-lab data preview``: a grid of a data set's images, and the balance of its labels.
+``dcgan-lab data cache``: build a data set's entry in the data cache ahead of training."""
 import itertools
 import math
 import os
@@ -28,6 +29,17 @@ def add_subparser(subparsers):
     p.add_argument("--download", action="store_true", help="real data sets: let torchvision download them")
     p.add_argument("--out", required=True, help="output image, e.g. preview.png")
     p.set_defaults(func=cmd_preview)
+
+    c = verbs.add_parser("cache", help="render or decode a data set into the data cache now (training reads it)")
+    c.add_argument("--dataset", required=True, help="a registered data set name")
+    c.add_argument("--size", type=int, default=64, help="image_size")
+    c.add_argument("--nc", type=int, default=3, help="image channels (1 or 3)")
+    c.add_argument("--length", type=int, default=60000, help="synthetic data sets: number of images (dataset_size)")
+    c.add_argument("--seed", type=int, default=0, help="synthetic data sets: the data set's seed (data_seed)")
+    c.add_argument("--data-root", default="./data", help="real data sets: where they live")
+    c.add_argument("--download", action="store_true", help="real data sets: let torchvision download them")
+    c.add_argument("--workers", type=int, help="processes that render or decode (default: one per CPU)")
+    c.set_defaults(func=cmd_cache)
 
 
 def cmd_preview(args):
@@ -62,6 +74,22 @@ def cmd_preview(args):
         print("masks: " + ", ".join(f"{key} {name}" for key, (name, _) in zip(mask_keys, itertools.cycle(MASK_TINTS))))
     for line in label_balance(labels):
         print(line)
+    return 0
+
+
+def cmd_cache(args):
+    import os
+
+    from trainables.data import DataRequest
+    from trainables.data.cache import ensure_cache
+
+    if args.workers is not None and args.workers < 0:
+        raise bad_value("workers", args.workers, ">= 0 (0: render in this process)")
+    request = DataRequest(args.dataset, image_size=args.size, nc=args.nc, root=os.path.abspath(args.data_root),
+                          download=args.download, length=args.length, seed=args.seed)
+    workers = os.cpu_count() if args.workers is None else args.workers
+    path = ensure_cache(request, workers=workers, progress=True)
+    print(f"{path}: {path.stat().st_size / 2**20:.1f} MB")
     return 0
 
 

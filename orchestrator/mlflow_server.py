@@ -3,6 +3,7 @@
 Concurrent trials writing one SQLite file directly can hit "database is locked"; through one
 server process, writes are serialised by the server and every trial only speaks HTTP.
 """
+import os
 import socket
 import subprocess
 import sys
@@ -29,8 +30,11 @@ def local_server(backend_uri, artifact_root, log_path, timeout_s=300):
            "--default-artifact-root", artifact_root, "--host", "127.0.0.1", "--port", str(port),
            "--workers", "1"]
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    # No MLflow 3 job runner (a huey consumer and its runner: two more processes, ~470 MB, seconds
+    # of start-up): a sweep submits no server jobs.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
     uri = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(uri, proc, timeout_s, log_path)

@@ -11,21 +11,33 @@ TRIAL_TAG = "trial_id"
 DESIGN_POINT = "design_point"   # a grid of whole points (design: one_at_a_time) rather than a product
 
 
+# Where the driver's seconds go before Tune starts, in order; logged as perf_driver_<phase>_s tags.
+DRIVER_PHASES = ("checks", "data_cache", "ray_init", "evaluation", "mlflow_server", "parent_run")
+
+
 def run_sweep(preset, base, space, settings, points, resume=False):
     from orchestrator.train import check_data, check_resources, init_ray, prepare_storage, run_tags, with_absolute_paths
+    from trainables.perf import PhaseClock
     from trainables.run_eval import prepare_evaluation
 
+    clock = PhaseClock(DRIVER_PHASES)
     base = with_absolute_paths(base)
     d = sweep_dir(preset, space.name, settings["search"], resume)
     store_uri = tracking.tracking_uri(base.mlflow_uri)
     tracking.check_reachable(store_uri)
     check_data(base)
+    clock.lap("checks")
+    prepare_data_cache(base)
+    clock.lap("data_cache")
     base = prepare_evaluation(base)  # one feature space for every trial, pinned in their configs
+    clock.lap("evaluation")
     init_ray(dashboard=not trains_in_trial(base, space))
     check_resources(base)
     prepare_storage(base.storage_path)
+    clock.lap("ray_init")
 
     with tracking_for_sweep(store_uri, d) as uri:
+        clock.lap("mlflow_server")
         if resume:
             parent = read_sweep_file(d)["parent_run_id"]
         else:
@@ -35,12 +47,31 @@ def run_sweep(preset, base, space, settings, points, resume=False):
                 {**run_tags(), "kind": "sweep", "space_file": space.path})
             write_sweep_file(d, {"parent_run_id": parent, "preset": preset, "settings": settings,
                                  "storage_path": base.storage_path})
+        clock.lap("parent_run")
+        tracking.client(uri).set_tag(parent, "perf_driver_start", f"{clock.started:.3f}")
+        for phase, seconds in clock.seconds.items():
+            tracking.client(uri).set_tag(parent, f"perf_driver_{phase}_s", f"{seconds:.3f}")
         results = run_tuner(d, base, space, settings, points, parent, uri, resume)
         summary = summarize(uri, parent)
         tracking.client(uri).set_tag(parent, "n_trials", len(results))
         report = print_sweep_report(uri, parent, Path(d) / "report")
         tracking.end_run(uri, parent)
     return summary if report is None else f"parent run {parent}; open the MLflow UI with: dcgan-lab ui"
+
+
+def prepare_data_cache(base):
+    """Render or decode the base config's data set into the data cache now, on every core, before
+    Ray starts: its trials then only map the file (one that searches data keys builds its own)."""
+    if not base.data_cache:
+        return
+    import time
+
+    from trainables.data.cache import ensure_cache
+    from trainables.loop import data_request
+
+    t = time.perf_counter()
+    path = ensure_cache(data_request(base))
+    print(f"[dcgan-lab] data cache: {path} ({time.perf_counter() - t:.1f} s)", flush=True)
 
 
 @contextlib.contextmanager
@@ -85,7 +116,10 @@ def run_tuner(d, base, space, settings, points, parent, uri, resume):
                                         scheduler=make_scheduler(settings["scheduler"]),
                                         max_concurrent_trials=concurrency(base, ray.cluster_resources().get("CPU", 1)),
                                         trial_name_creator=lambda t: f"trial-{t.trial_id}",
-                                        trial_dirname_creator=lambda t: f"trial-{t.trial_id}"),
+                                        trial_dirname_creator=lambda t: f"trial-{t.trial_id}",
+                                        # A finished in-trial trial's process runs the next trial:
+                                        # no new process, no second import of torch, Ray and MLflow.
+                                        reuse_actors=in_trial),
             # No stopper on "diverged": the loop stops itself at a NaN loss once it has tagged the run;
             # a Tune stopper would end the trial first, and MLflow would call it failed.
             run_config=tune.RunConfig(name=d.name, storage_path=storage, verbose=1,
@@ -143,6 +177,7 @@ def trains_in_trial(base, space):
 def trial_driver(config, base_cfg, parent_run_id, uri, in_trial=False):
     """One Tune trial: a child MLflow run, trained in this process (``in_trial``) or by a
     TorchTrainer reporting to Tune."""
+    import os
     import time
 
     import psutil
@@ -158,6 +193,7 @@ def trial_driver(config, base_cfg, parent_run_id, uri, in_trial=False):
     run_id = child_run(uri, cfg, parent_run_id, trial_id, run_tags())
     # Trial start-up = trial process start -> here -> the loop's first step (perf_loop_start + perf_setup_s).
     tracking.client(uri).set_tag(run_id, "perf_trial_process_start", f"{psutil.Process().create_time():.3f}")
+    tracking.client(uri).set_tag(run_id, "perf_trial_pid", str(os.getpid()))   # with the start: which process
     tracking.client(uri).set_tag(run_id, "perf_trial_start", f"{entered:.3f}")
     if in_trial:
         from trainables.loop import train_loop_in_trial

@@ -36,8 +36,9 @@ def test_step_is_deterministic_in_process():
 
 
 def test_same_seed_same_curve_through_ray(ray_local, mlflow_uri, tmp_path):
+    """Same seed, same curve, whether batches come from the data cache (run a) or the loader (b)."""
     run_a, status_a = run_training(_smoke(mlflow_uri, tmp_path))
-    run_b, status_b = run_training(_smoke(mlflow_uri, tmp_path))
+    run_b, status_b = run_training(_smoke(mlflow_uri, tmp_path, data_cache=False))
     run_c, _ = run_training(_smoke(mlflow_uri, tmp_path, seed=1))
     assert status_a == status_b == "finished"
     a, b, c = (_history(mlflow_uri, r) for r in (run_a, run_b, run_c))
@@ -48,6 +49,8 @@ def test_same_seed_same_curve_through_ray(ray_local, mlflow_uri, tmp_path):
     assert run.info.status == "FINISHED" and run.data.tags["status"] == "finished"
     for key in ("loss_d", "loss_g", "d_real", "d_fake", "d_fake_g"):
         assert [s for s, _ in _history(mlflow_uri, run_a, key)] == list(range(2, 13, 2))
+        assert _history(mlflow_uri, run_a, key) == _history(mlflow_uri, run_b, key)
+    assert MlflowClient(mlflow_uri).get_run(run_b).data.metrics["fd_final"] == run.data.metrics["fd_final"]
     images = [f.path for f in MlflowClient(mlflow_uri).list_artifacts(run_a, "images")]
     assert any("step+12" in p and p.endswith(".png") for p in images), images
 

@@ -7,12 +7,14 @@ since ``ray.train.report`` is a barrier.
 import math
 import sys
 import time
+import warnings
 
 import torch
 from torch.utils.data import DataLoader
 
 from trainables.checkpoints import restore_training_state, training_state
 from trainables.data import DataRequest, build_dataset
+from trainables.data.cache import open_cache
 from trainables.data.sampler import ResumableBatchSampler
 from trainables.metrics.stability import DIVERGED
 from trainables.models import build_models, sample_z
@@ -24,6 +26,26 @@ from trainables.step import GANStep, all_ranks, generate, make_optimizers, noise
 def data_request(cfg, split="train"):
     return DataRequest(name=cfg.dataset, image_size=cfg.image_size, nc=cfg.nc, root=cfg.data_root,
                        download=cfg.download, length=cfg.dataset_size, seed=cfg.data_seed, split=split)
+
+
+def real_batches(cfg, rank, world, start_step, device):
+    """(images in the training set, this rank's batches from ``start_step`` on, on ``device``, in
+    [-1, 1]): sliced from the data cache and scaled on the device, or with ``data_cache=false``
+    drawn item by item through a DataLoader. Both give the same floats in the same order."""
+    images = None
+    if cfg.data_cache:
+        try:
+            images = open_cache(data_request(cfg))
+        except OSError as err:   # no room for the cache: the same batches the slow way
+            warnings.warn(f"data cache not built ({err}); decoding each item instead")
+    source = images if images is not None else build_dataset(data_request(cfg))
+    sampler = ResumableBatchSampler(len(source), cfg.batch_size // world, rank, world, seed=cfg.seed,
+                                    start_step=start_step)
+    if images is not None:
+        return len(images), (images.batch(indices, device) for indices in sampler)
+    loader = DataLoader(source, batch_sampler=sampler, num_workers=cfg.loader_workers,
+                        persistent_workers=cfg.loader_workers > 0)
+    return len(source), (real.to(device, non_blocking=True) for real, _labels in loader)
 
 
 def total_steps(cfg, n_items):
@@ -84,22 +106,18 @@ def train_loop(config, session):
         logger.tags({"node_id": ray.get_runtime_context().get_node_id()})
 
     # Load training set, sharded by rank.
-    dataset = build_dataset(data_request(cfg))
-    per_worker = cfg.batch_size // world
-    sampler = ResumableBatchSampler(len(dataset), per_worker, rank, world, seed=cfg.seed, start_step=start_step)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.loader_workers,
-                        persistent_workers=cfg.loader_workers > 0)
-    n_steps = total_steps(cfg, len(dataset))
+    n_items, batches = real_batches(cfg, rank, world, start_step, device)
+    n_steps = total_steps(cfg, n_items)
 
     step_fn = GANStep(netG, netD, optG, optD, cfg.nz, cfg.z_dist)
     progress = Progress(n_steps, start_step, cfg.batch_size) if master else None
     status, step, latest = "finished", start_step, {}
     clock.lap("setup")
-    for real, _labels in loader:
+    for real in batches:
         clock.lap("data")
         if step >= n_steps:
             break
-        out = step_fn(real.to(device, non_blocking=True), noise_generator(cfg.seed, rank, step))
+        out = step_fn(real, noise_generator(cfg.seed, rank, step))
         step += 1
         last = step == n_steps
         if cfg.inject_nan_at == (rank, step):  # the fault-injection hook: this rank's losses only

@@ -11,10 +11,10 @@ PHASES = ("setup", "data", "step", "log", "eval", "checkpoint", "final")
 
 
 class PhaseClock:
-    def __init__(self):
+    def __init__(self, phases=PHASES):
         self.started = time.time()   # epoch seconds: comparable across processes
         self.last = time.perf_counter()
-        self.seconds = dict.fromkeys(PHASES, 0.0)
+        self.seconds = dict.fromkeys(phases, 0.0)
 
     def lap(self, phase):
         now = time.perf_counter()

@@ -2,7 +2,9 @@
 
 A data set yields ``(image, labels)``: ``image`` a float CHW tensor in [-1, 1] of size
 ``image_size``; ``labels`` a dict of tensors that batches with the default collate
-(an empty dict for unlabelled data).
+(an empty dict for unlabelled data). Asked for ``pixels``, it yields the uint8 image before its
+float conversion instead; the entry's ``scale`` is that conversion, so ``scale(pixels)`` is the
+float image bit for bit (what the data cache relies on).
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -22,11 +24,13 @@ class DataRequest:
     length: int = 60000        # synthetic data sets only: number of images
     seed: int = 0              # synthetic data sets only: the data set's own seed
     split: str = "train"       # train | test
+    pixels: bool = False       # uint8 CHW images, before ``scale`` (the data cache's input)
 
 
 @dataclass(frozen=True)
 class DatasetEntry:
     build: Callable[[DataRequest], object]
+    scale: Callable                 # uint8 pixels -> float32 in [-1, 1], the data set's own op sequence
     synthetic: bool                 # rendered by the project: needs no files
     label_keys: tuple = ()          # keys of the labels dict (empty: unlabelled)
     summary: str = ""
@@ -35,11 +39,11 @@ class DatasetEntry:
 DATASETS: dict[str, DatasetEntry] = {}
 
 
-def register_dataset(name, *, synthetic=False, label_keys=(), summary=""):
+def register_dataset(name, *, scale, synthetic=False, label_keys=(), summary=""):
     """Decorator: register ``build(request) -> Dataset`` under ``name``."""
 
     def wrap(build):
-        DATASETS[name] = DatasetEntry(build, synthetic, tuple(label_keys), summary)
+        DATASETS[name] = DatasetEntry(build, scale, synthetic, tuple(label_keys), summary)
         return build
 
     return wrap

@@ -165,16 +165,19 @@ _OBJECT_INK = [(0, 0, 0, 0), (255, 0, 0, 0), (0, 255, 0, 0), (0, 0, 255, 0), (0,
 _QUARTERS = [[(math.cos(a), math.sin(a)) for a in (math.pi / 2 * (k + i / 4) for i in range(5))] for k in range(4)]
 
 
-def to_tensor(image, nc):
-    """A PIL RGB image as a float32 CHW tensor in [-1, 1] with ``nc`` channels."""
+def to_pixels(image, nc):
+    """A PIL RGB image as a uint8 CHW tensor with ``nc`` channels."""
     if nc == 1:
         image = image.convert("L")   # ITU-R 601 luma, as torchvision's Grayscale
     pixels = np.asarray(image)
     pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-    pixels = pixels.astype(np.float32, order="C")
-    pixels *= 1 / 127.5
-    pixels -= 1.0
-    return torch.from_numpy(pixels)
+    return torch.from_numpy(np.array(pixels, order="C"))   # a writable copy, CHW in memory
+
+
+def scale_pixels(pixels):
+    """uint8 pixels (any shape, any device) -> float32 in [-1, 1]: x / 127.5 - 1, as a float32
+    multiply then subtract (the data cache scales its batches with this very function)."""
+    return pixels.float().mul_(1 / 127.5).sub_(1.0)
 
 
 class RenderedDataset(torch.utils.data.Dataset):
@@ -198,7 +201,8 @@ class RenderedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         image, labels = self.draw(self.scene(index), self.request.image_size)
-        return to_tensor(image, self.request.nc), labels
+        pixels = to_pixels(image, self.request.nc)
+        return (pixels if self.request.pixels else scale_pixels(pixels)), labels
 
 
 def render_speed(name, size=64, n=2000):

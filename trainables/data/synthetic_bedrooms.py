@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 
 from trainables.data.registry import DataRequest, register_dataset
-from trainables.data.render import INSIDE, Canvas, RenderedDataset, hsv, shade
+from trainables.data.render import INSIDE, Canvas, RenderedDataset, hsv, scale_pixels, shade
 
 MAX_WINDOWS = 2                       # window_boxes is padded to this many rows with -1
 WINDOW, BED, LAMP, PICTURE = 1, 2, 3, 4   # object ids: channels of the canvas's object layer
@@ -266,7 +266,7 @@ def _draw_bed(canvas, room, toward):
                     toward(bx0, top, start + 0.06)], shade(room.blanket, 1.25), INSIDE)
 
 
-@register_dataset("synthetic-bedrooms", synthetic=True, label_keys=LABEL_KEYS,
+@register_dataset("synthetic-bedrooms", scale=scale_pixels, synthetic=True, label_keys=LABEL_KEYS,
                   summary="procedural bedrooms; window count and boxes, masks of windows, bed, lamp and picture")
 def build(request: DataRequest):
     return RenderedDataset(request, sample, draw)

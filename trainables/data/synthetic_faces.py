@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from trainables.data.registry import DataRequest, register_dataset
-from trainables.data.render import Canvas, RenderedDataset, hsv, shade
+from trainables.data.render import Canvas, RenderedDataset, hsv, scale_pixels, shade
 
 SKIN_TONES = (                                     # skin_tone indexes these, light to dark
     (1.00, 0.87, 0.77), (0.94, 0.76, 0.61), (0.80, 0.58, 0.42), (0.63, 0.43, 0.30), (0.46, 0.31, 0.22),
@@ -181,7 +181,7 @@ def draw(face, size):
     return canvas.finish(), labels(face)
 
 
-@register_dataset("synthetic-faces", synthetic=True, label_keys=LABEL_KEYS,
+@register_dataset("synthetic-faces", scale=scale_pixels, synthetic=True, label_keys=LABEL_KEYS,
                   summary="procedural faces with factors " + ", ".join(LABEL_KEYS))
 def build(request: DataRequest):
     return RenderedDataset(request, sample, draw)

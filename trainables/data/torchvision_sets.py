@@ -47,22 +47,34 @@ LSUN_HINT = ("torchvision cannot download LSUN: get the bedroom LMDBs with downl
 
 
 def image_transform(request):
-    """PIL image -> float tensor (nc, image_size, image_size) in [-1, 1]."""
+    """PIL image -> float tensor (nc, image_size, image_size) in [-1, 1]; with ``request.pixels``,
+    the uint8 tensor before ``scale_pixels``."""
     if request.nc not in (1, 3):
         raise bad_value("nc", request.nc, "1 (grey) or 3 (RGB)")
     return transforms.Compose([
         transforms.Resize(request.image_size),
         transforms.CenterCrop(request.image_size),
         transforms.Grayscale(1) if request.nc == 1 else transforms.Lambda(_to_rgb),
-        transforms.ToTensor(),
-        transforms.Normalize([0.5] * request.nc, [0.5] * request.nc),  # [0, 1] -> [-1, 1]
+        transforms.Lambda(_to_pixels),
+        *([] if request.pixels else [transforms.Lambda(scale_pixels)]),
     ])
+
+
+def scale_pixels(pixels):
+    """uint8 pixels (any shape, any device) -> float32 in [-1, 1] by torchvision's op sequence:
+    ToTensor's x / 255, then Normalize(0.5, 0.5)'s (x - 0.5) / 0.5."""
+    return pixels.float().div_(255).sub_(0.5).div_(0.5)
 
 
 # Transforms are module functions, not lambdas, so that data sets pickle (DataLoader workers
 # under spawn, Ray).
 def _to_rgb(image):
     return image.convert("RGB")
+
+
+def _to_pixels(image):
+    # pil_to_tensor gives a permuted HWC view: a contiguous CHW tensor, as ToTensor gave.
+    return transforms.functional.pil_to_tensor(image).contiguous()
 
 
 def _class_label(target):
@@ -125,12 +137,13 @@ def _idx_images(cls, request):
                                   target_transform=_class_label, download=request.download))
 
 
-@register_dataset("mnist", label_keys=("class",), summary="MNIST digits, 28x28 grey, 10 classes")
+@register_dataset("mnist", scale=scale_pixels, label_keys=("class",), summary="MNIST digits, 28x28 grey, 10 classes")
 def mnist(request):
     return _idx_images(datasets.MNIST, request)
 
 
-@register_dataset("fashion-mnist", label_keys=("class",), summary="Fashion-MNIST, 28x28 grey, 10 classes")
+@register_dataset("fashion-mnist", scale=scale_pixels, label_keys=("class",),
+                  summary="Fashion-MNIST, 28x28 grey, 10 classes")
 def fashion_mnist(request):
     return _idx_images(datasets.FashionMNIST, request)
 
@@ -143,7 +156,7 @@ class _CIFAR10Files(datasets.CIFAR10):
     meta = {**datasets.CIFAR10.meta, "md5": None}
 
 
-@register_dataset("cifar10", label_keys=("class",), summary="CIFAR-10, 32x32 colour, 10 classes")
+@register_dataset("cifar10", scale=scale_pixels, label_keys=("class",), summary="CIFAR-10, 32x32 colour, 10 classes")
 def cifar10(request):
     folder = _CIFAR10Files.base_folder
     batches = [name for name, _ in _CIFAR10Files.train_list + _CIFAR10Files.test_list]
@@ -167,7 +180,8 @@ class _CelebAFiles(datasets.CelebA):
             os.path.isfile(os.path.join(folder, name)) for name in _celeba_annotations())
 
 
-@register_dataset("celeba", label_keys=("attr",), summary="CelebA aligned faces, 178x218, 40 binary attributes")
+@register_dataset("celeba", scale=scale_pixels, label_keys=("attr",),
+                  summary="CelebA aligned faces, 178x218, 40 binary attributes")
 def celeba(request):
     folder = _CelebAFiles.base_folder
     names = ["img_align_celeba"] + _celeba_annotations()
@@ -179,7 +193,7 @@ def celeba(request):
                                   download=request.download))
 
 
-@register_dataset("lsun", summary="LSUN bedrooms (bedroom_train / bedroom_val LMDBs), unlabelled")
+@register_dataset("lsun", scale=scale_pixels, summary="LSUN bedrooms (bedroom_train / bedroom_val LMDBs), unlabelled")
 def lsun(request):
     category = "bedroom_train" if _is_train(request) else "bedroom_val"
     _check_files(request, [os.path.join(f"{category}_lmdb", "data.mdb")],
@@ -225,7 +239,7 @@ def _is_readable(path):
         return False
 
 
-@register_dataset("folder", summary="every image under data_root, recursively, unlabelled")
+@register_dataset("folder", scale=scale_pixels, summary="every image under data_root, recursively, unlabelled")
 def folder(request):
     root = request.root
     if not os.path.isdir(root):

@@ -1,0 +1,113 @@
+"""The ``levers`` part of ``dcgan-lab bench``: the project's step under each CPU lever, at one
+size, interleaved, with what each lever does to the losses.
+
+Every variant trains its own copy of the same nets (same seed, same real batch, the same noise
+stream step by step), so after the timing their loss sequences can be compared with the step as
+trained: bit for bit, or by how far they drift. The variants run in turn, ``rounds`` times, and
+each keeps its median rate: load that drifts during the measurement hits all of them alike.
+"""
+import contextlib
+import statistics
+import time
+
+from orchestrator.config import resolve_config
+
+# name -> what differs from the step as trained (1 thread, foreach Adam, contiguous, eager, fp32).
+LEVERS = {
+    "as trained": {},
+    "channels_last": {"channels_last": True},
+    "oneDNN off": {"mkldnn": False},
+    "fused Adam": {"adam": "fused"},
+    "for-loop Adam": {"adam": "for-loop"},
+    "2 threads": {"threads": 2},
+    "torch.compile": {"compile": True},
+    "bf16 autocast": {"bf16": True},
+}
+
+
+class Variant:
+    """One lever's copy of the step, and the losses it has produced so far."""
+
+    def __init__(self, cfg, lever, real):
+        import torch
+
+        from trainables.models import build_models
+        from trainables.step import GANStep
+
+        self.threads = lever.get("threads", 1)
+        self.mkldnn = lever.get("mkldnn", True)
+        self.bf16 = lever.get("bf16", False)
+        fmt = torch.channels_last if lever.get("channels_last") else torch.contiguous_format
+        self.real = real.contiguous(memory_format=fmt)
+        torch.manual_seed(0)
+        netG, netD = (n.to(memory_format=fmt) for n in build_models(cfg))
+        adam = lever.get("adam", "foreach")
+        kw = {"foreach": adam == "foreach", "fused": adam == "fused"}
+        optG = torch.optim.Adam(netG.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **kw)
+        optD = torch.optim.Adam(netD.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **kw)
+        if lever.get("compile"):
+            netG, netD = torch.compile(netG), torch.compile(netD)
+        self.step = GANStep(netG, netD, optG, optD, cfg.nz, cfg.z_dist)
+        self.losses = []   # (loss_d, loss_g) per step
+
+    def run(self, steps):
+        """Seconds for ``steps`` more steps, losses read after each (a CPU step is synchronous)."""
+        import torch
+
+        from trainables.step import noise_generator
+
+        torch.set_num_threads(self.threads)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        t = time.perf_counter()
+        with torch.backends.mkldnn.flags(enabled=self.mkldnn), autocast:
+            for _ in range(steps):
+                out = self.step(self.real, noise_generator(0, 0, len(self.losses)))
+                self.losses.append((out["loss_d"].item(), out["loss_g"].item()))
+        return time.perf_counter() - t
+
+
+def lever_throughput(overrides, steps=20, rounds=4, warmup=2, levers=LEVERS):
+    """{lever: images/s (median over rounds), steps timed, and its losses against the step as
+    trained} at one size; ``steps`` timed steps per variant in all, spread over ``rounds``.
+    ``levers`` must hold "as trained", the reference."""
+    import torch
+
+    cfg = resolve_config("smoke", {**overrides, "max_steps": steps})
+    real = torch.rand(cfg.batch_size, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0))
+    real = real * 2 - 1
+    prev = torch.get_num_threads()
+    variants = {name: Variant(cfg, lever, real) for name, lever in levers.items()}
+    for v in variants.values():
+        v.run(warmup)   # torch.compile compiles here
+    per_round = -(-steps // rounds)
+    rates = {name: [] for name in variants}
+    names = list(variants)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:   # a different order each round
+            rates[name].append(per_round * cfg.batch_size / variants[name].run(per_round))
+    torch.set_num_threads(prev)
+    base = variants["as trained"].losses
+    return {name: {"images_per_s": statistics.median(rates[name]), "steps_timed": per_round * rounds,
+                   **loss_drift(v.losses, base)} for name, v in variants.items()}
+
+
+def loss_drift(losses, base):
+    """How the losses differ from the step as trained's: bit for bit equal, the largest relative
+    difference at the first step (the lever's own rounding) and at the last (after the steps
+    between have compounded it)."""
+    def rel(a, b):
+        return max(abs(x - y) / max(abs(y), 1e-12) for x, y in zip(a, b))
+
+    return {"losses_equal": losses == base, "first_step_rel_diff": rel(losses[0], base[0]),
+            "last_step_rel_diff": rel(losses[-1], base[-1])}
+
+
+def print_levers(levers):
+    for size, variants in levers.items():
+        base, steps = variants["as trained"]["images_per_s"], variants["as trained"]["steps_timed"]
+        print(f"CPU levers, {size} size ({steps} steps per variant, interleaved; median of rounds):")
+        print(f"  {'lever':<16}{'img/s':>9}{'vs trained':>12}{'losses':>9}{'rel diff step 1':>17}{'last':>10}")
+        for name, v in variants.items():
+            same = "equal" if v["losses_equal"] else "differ"
+            print(f"  {name:<16}{v['images_per_s']:>9.1f}{v['images_per_s'] / base:>11.2f}x{same:>9}"
+                  f"{v['first_step_rel_diff']:>17.1e}{v['last_step_rel_diff']:>10.1e}")
