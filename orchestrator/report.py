@@ -109,7 +109,8 @@ def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_thresho
     files = {
         "report.md": md,
         "tables.csv": render.csv_rows(tables),
-        "tables.tex": "\n\n".join(render.latex_table(rows, fs, f"{label}: {name}") for name, fs, rows in tables),
+        "tables.tex": "\n\n".join([render.latex_table(rows, fs, f"{label}: {name}") for name, fs, rows in tables]
+                                    + [render.claims_latex(results, f"{label}: claims (method: report.md)")]),
         "report.html": _html(uri, label, scale_md, tables, f"{method}\n\n{claims_md}\n\n{verdicts}", forest, recs,
                              table_factors),
         "report.json": json.dumps(_json(label, data.scale(runs), threshold, tables, results, summary_rows, untested),

@@ -19,6 +19,15 @@ def _png(fig):
     return buf.getvalue()
 
 
+def _plain_ticks(axis):
+    """A log axis labelled 0.5, 1, 2 rather than 5 x 10^-1."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    axis.set_tick_params(which="minor", labelsize=6)
+
+
 def cell_label(levels):
     return ", ".join(f"{k}={v}" for k, v in levels.items()) or "all runs"
 
@@ -79,6 +88,7 @@ def seed_points_figure(cells):
     ax.set_xticks(range(len(cells)))
     ax.set_xticklabels([cell_label(lv) for lv, _ in cells], rotation=35, ha="right", fontsize=6)
     ax.set_yscale("log")
+    _plain_ticks(ax.yaxis)
     ax.set_ylabel("final FD (log scale)")
     ax.set_title("final FD per cell, one point per seed (x: diverged)")
     return _png(fig)
@@ -129,6 +139,7 @@ def forest_figure(summary):
     ax.axvline(1.0 if ratio else 0.0, color="k", lw=0.8, ls="--")
     if ratio:
         ax.set_xscale("log")
+        _plain_ticks(ax.xaxis)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([f"{r['claim']}{' [' + r['stratum'] + ']' if r.get('stratum') else ''}: {r['verdict']}"
                         for r in rows], fontsize=7)

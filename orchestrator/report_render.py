@@ -55,11 +55,15 @@ def markdown_table(rows, factors):
     return "\n".join(lines)
 
 
+def _tex(t):
+    return (str(t).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+            .replace("#", r"\#").replace("±", r"$\pm$").replace("≤", r"$\le$").replace("≥", r"$\ge$")
+            .replace("×", r"$\times$").replace("−", "-").replace("–", "--").replace(PAPER_MARK, r"$^\dagger$"))
+
+
 def latex_table(rows, factors, caption):
     cols = "l" * len(factors) + "r" * len(COLUMNS)
-    esc = lambda t: (str(t).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")  # noqa: E731
-                     .replace("&", r"\&").replace("#", r"\#").replace("±", r"$\pm$").replace("≤", r"$\le$")
-                     .replace("≥", r"$\ge$").replace("–", "--").replace(PAPER_MARK, r"$^\dagger$"))
+    esc = _tex
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{esc(caption)}}}", rf"\begin{{tabular}}{{{cols}}}",
              r"\toprule", " & ".join(esc(h) for h in list(factors) + [h for _, h, _ in COLUMNS]) + r" \\", r"\midrule"]
     for r in rows:
@@ -166,6 +170,21 @@ def claims_markdown(results, untested):
     if untested:
         lines += ["", "Not tested by these runs: " + "; ".join(
             f"{c.key} ({c.factor}: {c.paper} vs {c.alt}): {why}" for c, why in untested) + "."]
+    return "\n".join(lines)
+
+
+def claims_latex(results, caption):
+    """The primary effects and verdicts as a booktabs table (the same numbers as report.md)."""
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex(caption)}}}", r"\begin{tabular}{lllrrl}",
+             r"\toprule", r"claim & paper vs alternative & primary & effect [95\,\% CI] & ratio alt/paper & verdict \\",
+             r"\midrule"]
+    for res in results:
+        p = res["primary"]
+        lines.append(" & ".join(_tex(x) for x in (
+            _name(res), f"{res['claim'].factor}: {res['paper_label']} vs {res['alt_label']}",
+            f"{p['metric']} ({p['scale']}), {p['n_paper']}/{p['n_alt']} seeds", _effect(p),
+            _ratio(p["effect"], p["lo"], p["hi"], p["scale"]), _verdict_text(res))) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines)
 
 

@@ -321,7 +321,7 @@ def test_every_format_and_the_parent_run(factorial):
     div = [r for r in runs if r["status"] == "diverged"]
     assert len(div) == 1 and div[0]["fd_final"] == "nan" and div[0]["fd_last_before_divergence"] == "80.0"
     tex = (out / "tables.tex").read_text()
-    assert tex.count(r"\toprule") == 4 and r"$^\dagger$" in tex
+    assert tex.count(r"\toprule") == 5 and r"$^\dagger$" in tex and r"$\times$1.93" in tex and "contradicted" in tex
     assert (out / "forest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (out / "report.html").read_text()
     plots = re.findall(r"<figure class='plot'><img class='plot' alt='([^']*)' src='data:image/png;base64,", html)
