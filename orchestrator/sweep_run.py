@@ -94,12 +94,12 @@ def run_tuner(d, base, space, settings, points, parent, uri, resume):
     import ray
     from ray import tune
 
-    from orchestrator.train import RAY_INIT_SECONDS
+    from orchestrator.train import RAY_INIT_SECONDS, run_tags
 
     in_trial = trains_in_trial(base, space)
     trainable = tune.with_resources(
         tune.with_parameters(trial_driver, base_cfg=base.to_dict(), parent_run_id=parent, uri=uri,
-                             in_trial=in_trial),
+                             tags=run_tags(), in_trial=in_trial),
         # In-trial training holds the CPUs itself. A Train driver only waits on its workers, which
         # hold them: Tune wants a non-empty request, and even 0.01 CPU would keep a worker that
         # needs every CPU from ever fitting.
@@ -174,9 +174,9 @@ def trains_in_trial(base, space):
     return base.num_workers == 1 and not {"num_workers", "cpus_per_worker", "use_gpu"} & set(space.params)
 
 
-def trial_driver(config, base_cfg, parent_run_id, uri, in_trial=False):
-    """One Tune trial: a child MLflow run, trained in this process (``in_trial``) or by a
-    TorchTrainer reporting to Tune."""
+def trial_driver(config, base_cfg, parent_run_id, uri, tags, in_trial=False):
+    """One Tune trial: a child MLflow run (``tags``: the driver's run_tags), trained in this
+    process (``in_trial``) or by a TorchTrainer reporting to Tune."""
     import os
     import time
 
@@ -184,17 +184,16 @@ def trial_driver(config, base_cfg, parent_run_id, uri, in_trial=False):
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from orchestrator.train import build_trainer, fit_and_close, run_tags
+    from orchestrator.train import build_trainer, fit_and_close
 
     config = dict(config)
     cfg = config_from_dict({**base_cfg, **config.pop(DESIGN_POINT, {}), **config})
     trial_id = tune.get_context().get_trial_id()
-    entered = time.time()
-    run_id = child_run(uri, cfg, parent_run_id, trial_id, run_tags())
-    # Trial start-up = trial process start -> here -> the loop's first step (perf_loop_start + perf_setup_s).
-    tracking.client(uri).set_tag(run_id, "perf_trial_process_start", f"{psutil.Process().create_time():.3f}")
-    tracking.client(uri).set_tag(run_id, "perf_trial_pid", str(os.getpid()))   # with the start: which process
-    tracking.client(uri).set_tag(run_id, "perf_trial_start", f"{entered:.3f}")
+    # Trial start-up = trial process start -> here -> the loop's first step (perf_loop_start +
+    # perf_setup_s); the pid with the start says which process (a reused one: reuse_actors).
+    perf = {"perf_trial_process_start": f"{psutil.Process().create_time():.3f}", "perf_trial_pid": str(os.getpid()),
+            "perf_trial_start": f"{time.time():.3f}"}
+    run_id = child_run(uri, cfg, parent_run_id, trial_id, {**tags, **perf})
     if in_trial:
         from trainables.loop import train_loop_in_trial
 
@@ -207,12 +206,15 @@ def trial_driver(config, base_cfg, parent_run_id, uri, in_trial=False):
 
 
 def child_run(uri, cfg, parent_run_id, trial_id, tags):
-    """The trial's child run; the same one when a resumed sweep runs the trial again."""
+    """The trial's child run, with ``tags``; the same one when a resumed sweep runs the trial again."""
+    from mlflow.entities import RunTag
+
     c = tracking.client(uri)
     exp = tracking.experiment_id(c, cfg.experiment, uri)
     found = c.search_runs([exp], filter_string=f"tags.{TRIAL_TAG} = '{trial_id}' and "
                                                f"tags.mlflow.parentRunId = '{parent_run_id}'")
     if found:
+        c.log_batch(found[0].info.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         return found[0].info.run_id
     return tracking.start_run(uri, cfg.experiment, f"trial-{trial_id}", cfg.to_dict(),
                               {**tags, TRIAL_TAG: trial_id, "kind": "trial"}, parent_run_id)

@@ -27,7 +27,9 @@ def _trials(client):
     if exp is None:
         return []
     runs = client.search_runs([exp.experiment_id], "tags.kind = 'trial'")
-    return sorted(runs, key=lambda r: float(r.data.tags.get("perf_trial_start", "inf")))
+    # A run is created before its params and tags are logged: only those its trial has tagged.
+    tagged = [r for r in runs if {"perf_trial_start", "perf_trial_pid"} <= set(r.data.tags)]
+    return sorted(tagged, key=lambda r: float(r.data.tags["perf_trial_start"]))
 
 
 def _steps(client, run):
