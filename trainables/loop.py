@@ -11,13 +11,14 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
+from trainables.accel import configure_backends, memory_named, prepare_nets
 from trainables.checkpoints import restore_training_state, training_state
 from trainables.data import DataRequest, build_dataset
 from trainables.data.sampler import ResumableBatchSampler
 from trainables.models import build_models, sample_z
 from trainables.perf import PhaseClock
 from trainables.run_eval import RunEvaluator
-from trainables.step import LOSS_KEYS, GANStep, generate, make_optimizers, noise_generator
+from trainables.step import LOSS_KEYS, GANStep, StepMode, generate, make_optimizers, noise_generator
 
 
 def data_request(cfg, split="train"):
@@ -36,14 +37,17 @@ def train_loop_per_worker(config):
     """Ray Train's entry point: one DDP rank of a TorchTrainer."""
     from trainables.session import TrainSession
 
-    train_loop(config, TrainSession())
+    with memory_named(config["cfg"]):
+        train_loop(config, TrainSession())
 
 
 def train_loop_in_trial(config):
     """A single-worker Tune trial's entry point: the loop in the trial's own process."""
     from trainables.session import TrialSession
 
-    train_loop(config, TrialSession(config["cfg"]["use_gpu"]))
+    cfg = config["cfg"]
+    with memory_named(cfg):
+        train_loop(config, TrialSession(cfg["use_gpu"], cfg["gpus_per_trial"]))
 
 
 def train_loop(config, session):
@@ -59,12 +63,13 @@ def train_loop(config, session):
     master = rank == 0
     torch.set_num_threads(cfg.cpus_per_worker)
     device = session.device
+    configure_backends(cfg)
 
     # Build models and optimizers, seeded: every rank starts from the same weights.
     torch.manual_seed(cfg.seed)
     netG, netD = build_models(cfg)
     fixed_noise = sample_z(cfg.n_samples, cfg.nz, cfg.z_dist, generator=torch.Generator().manual_seed(cfg.seed))
-    netG, netD = session.prepare_model(netG), session.prepare_model(netD)
+    netG, netD = prepare_nets(cfg, session, netG, netD)  # SyncBatchNorm, layout, compile, device / DDP
     optG, optD = make_optimizers(cfg, netG, netD)
 
     # Resume from the latest checkpoint, if Ray restarted us after a failure.
@@ -90,7 +95,9 @@ def train_loop(config, session):
                         persistent_workers=cfg.loader_workers > 0)
     n_steps = total_steps(cfg, len(dataset))
 
-    step_fn = GANStep(netG, netD, optG, optD, cfg.nz, cfg.z_dist)
+    step_fn = GANStep(netG, netD, optG, optD, cfg.nz, cfg.z_dist, StepMode.of(cfg, device))
+    if resumed is not None and "scalers" in resumed:
+        step_fn.load_state_dict(resumed["scalers"])
     progress = Progress(n_steps, start_step, cfg.batch_size) if master else None
     status, step, latest = "finished", start_step, {}
     clock.lap("setup")
@@ -98,7 +105,7 @@ def train_loop(config, session):
         clock.lap("data")
         if step >= n_steps:
             break
-        out = step_fn(real.to(device, non_blocking=True), noise_generator(cfg.seed, rank, step))
+        out = step_fn(real.to(device, non_blocking=True), noise_generator(cfg.seed, rank, step, device))
         step += 1
         last = step == n_steps
         clock.lap("step")
@@ -130,6 +137,7 @@ def train_loop(config, session):
                 if checkpointing and master else None
             if state is not None:
                 state["eval_history"] = evaluator.state_dict()
+                state["scalers"] = step_fn.state_dict()
             if logger is not None:
                 logger.flush()
             session.report(metrics, state)

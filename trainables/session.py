@@ -41,10 +41,14 @@ class TrainSession:
 class TrialSession:
     rank, world = 0, 1
 
-    def __init__(self, use_gpu):
+    def __init__(self, use_gpu, gpu_share=1.0):
         import ray.tune
 
         self.device = torch.device("cuda" if use_gpu else "cpu")
+        if use_gpu and gpu_share < 1:
+            # Ray's fractional GPUs are a count, not a limit: cap this trial's allocator at its
+            # share, so a trial too big for it fails alone instead of starving its neighbours.
+            torch.cuda.set_per_process_memory_fraction(gpu_share, self.device)
         self._tune = ray.tune
 
     def prepare_model(self, net):
