@@ -28,7 +28,8 @@ def add_subparser(subparsers):
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--skip-ray", action="store_true", help="skip the Ray Train measurements")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated: {', '.join(PARTS)}")
+    p.add_argument("--parts", help=f"comma-separated: {', '.join(PARTS)} (default: all but gpu; "
+                                   f"with --device cuda: {','.join(CUDA_PARTS)})")
     p.add_argument("--sweep-space", default="smoke", help="search space of the measured quick sweep")
     p.add_argument("--sweep-seeds", type=int, default=2, help="seeds per grid point of the measured sweep")
     p.add_argument("--sweep-steps", type=int, default=600, help="max_steps of each measured trial")
@@ -37,7 +38,8 @@ def add_subparser(subparsers):
     p.set_defaults(func=cmd_bench)
 
 
-PARTS = ("steps", "levers", "render", "eval", "ray", "sweep")
+PARTS = ("steps", "levers", "render", "eval", "ray", "sweep", "gpu")
+CUDA_PARTS = ("steps", "gpu")   # what --device cuda measures unless --parts says otherwise
 
 
 def cmd_bench(args):
@@ -49,10 +51,17 @@ def cmd_bench(args):
     bad = [s for s in sizes if s not in SIZES]
     if bad:
         raise UserError(f"sizes={bad[0]!r} is not allowed: one of {', '.join(SIZES)}")
-    parts = [s.strip() for s in args.parts.split(",") if s.strip()]
+    if args.device not in ("cpu", "cuda"):
+        raise UserError(f"device={args.device!r} is not allowed: cpu or cuda")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("device='cuda' is not allowed here: torch sees no CUDA device on this machine")
+    default = CUDA_PARTS if args.device == "cuda" else PARTS[:-1]
+    parts = [s.strip() for s in (args.parts or ",".join(default)).split(",") if s.strip()]
     bad = [s for s in parts if s not in PARTS]
     if bad:
         raise UserError(f"parts={bad[0]!r} is not allowed: one of {', '.join(PARTS)}")
+    if "gpu" in parts and args.device != "cuda":
+        raise UserError("parts='gpu' is not allowed with --device cpu: it measures a CUDA device (--device cuda)")
     if args.skip_ray:
         parts = [s for s in parts if s not in ("ray", "sweep")]
     if args.steps < 3:
@@ -66,14 +75,12 @@ def cmd_bench(args):
         for name in sizes:
             results[name] = step_throughput(SIZES[name], args.steps, args.device)
             results[name]["achieved_vs_gemm"] = results[name]["project_gflops"] / results["gemm_gflops"]
-    if "steps" in parts and args.device == "cuda":
-        from orchestrator.bench_gpu import gpu_gemm_tflops, gpu_variants
+    if "gpu" in parts:
+        from orchestrator.bench_gpu import gpu_gemm_tflops, gpu_study
 
         results["gpu_name"] = torch.cuda.get_device_name()
         results["gemm_tflops"] = {d: gpu_gemm_tflops(d) for d in ("float32", "bfloat16")}
-        for name in sizes:
-            cfg = resolve_config("smoke", SIZES[name])
-            results[name]["gpu_variants"] = gpu_variants(cfg, args.steps, results[name]["gflop_per_image"])
+        results["gpu"] = gpu_study({name: SIZES[name] for name in dict.fromkeys([*sizes, "tutorial"])}, args.steps)
     if "levers" in parts:
         results["levers_quick"] = lever_throughput(SIZES["quick"], max(args.steps // 2, 3))
     if "render" in parts:
@@ -311,10 +318,10 @@ def print_table(r, sizes):
         ev = r["evaluation"]
         print(f"FD on 10,000 quick-size samples: {ev['fd_10k_seconds']:.1f} s; "
               f"faces evaluator training (when it was built): {ev['evaluator_train_seconds']:.0f} s")
-    if "gpu_name" in r:
+    if "gpu" in r:
         from orchestrator.bench_gpu import print_gpu
 
-        print_gpu(r, sizes)
+        print_gpu(r)
     for key in ("sweep", "sweep_worker_group"):
         if key in r:
             print_sweep(r[key])

@@ -104,9 +104,10 @@ def plan_trials(base, space, in_trial, nodes):
     if in_trial:
         fits = sum(min(_times(n.get("CPU", 0), base.cpus_per_worker), _times(n.get("GPU", 0), gpus)) for n in alive)
         if fits == 0:
-            raise bad_value("gpus_per_trial" if gpus else "cpus_per_worker", gpus or base.cpus_per_worker,
-                            f"at most what one node holds: no node of the Ray cluster has {base.cpus_per_worker} CPU(s)"
-                            f"{f' and {gpus:g} GPU' if gpus else ''} (nodes: {_describe(alive)})")
+            key, value = ("gpus_per_trial", gpus) if gpus else ("cpus_per_worker", base.cpus_per_worker)
+            need = f"{base.cpus_per_worker} CPU(s)" + (f" and {gpus:g} GPU" if gpus else "")
+            raise bad_value(key, value, f"a trial that fits one node: no node of the Ray cluster has {need} "
+                                        f"(nodes: {_describe(alive)})")
         return TrialPlan({"cpu": base.cpus_per_worker, "gpu": gpus}, fits)
     cpus = sum(n.get("CPU", 0) for n in alive)
     by_gpus = _times(sum(n.get("GPU", 0) for n in alive), base.num_workers) if base.use_gpu else math.inf

@@ -95,13 +95,13 @@ class GANStep:
         scalerG.step(self.optG)
         scalerG.update()
 
-        with torch.no_grad():
+        with torch.no_grad():  # D's outputs are bf16 / fp16 under autocast; the losses fp32 already
             return {
                 "loss_d": errD_real + errD_fake,
                 "loss_g": errG,
-                "d_real": torch.sigmoid(out_real).mean(),
-                "d_fake": torch.sigmoid(out_fake).mean(),
-                "d_fake_g": torch.sigmoid(out_g).mean(),
+                "d_real": torch.sigmoid(out_real.float()).mean(),
+                "d_fake": torch.sigmoid(out_fake.float()).mean(),
+                "d_fake_g": torch.sigmoid(out_g.float()).mean(),
             }
 
 
