@@ -265,7 +265,7 @@ def validate_device(cfg):
     needs_cuda = {  # key -> (asked for, why it needs CUDA)
         "precision": (cfg.precision == "fp16", "fp16 trains with a gradient scaler on CUDA; use bf16 on CPU"),
         "compile": (cfg.compile == "reduce-overhead", "CUDA graphs need a GPU; compile=default runs on CPU"),
-        "sync_bn": (cfg.sync_bn and cfg.num_workers > 1, "SyncBatchNorm's forward runs on CUDA only"),
+        "sync_bn": (cfg.sync_bn and cfg.num_workers > 1, "SyncBatchNorm runs on CUDA only: DDP refuses it on CPU"),
         "gpus_per_trial": (cfg.gpus_per_trial < 1, "a share of a GPU needs a GPU"),
     }
     for key, (asked, why) in needs_cuda.items():

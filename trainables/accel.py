@@ -16,22 +16,25 @@ def configure_backends(cfg):
 
 
 def prepare_nets(cfg, session, *nets):
-    """Each net converted, laid out and compiled, then placed by the session (device, DDP).
+    """Each net converted (``convert_net``), then placed by the session (device, DDP)."""
+    return [session.prepare_model(convert_net(cfg, session.world, net)) for net in nets]
 
-    SyncBatchNorm comes before DDP, which must wrap the final modules. The module itself is
-    compiled (``nn.Module.compile``: its state_dict keys stay those of checkpoints and logged
-    models) before DDP wraps it, so DDP's gradient hooks see the compiled backward's gradients.
+
+def convert_net(cfg, world, net):
+    """SyncBatchNorm (under DDP: ``world`` > 1), NHWC layout and compilation, in that order.
+
+    SyncBatchNorm comes before DDP, which must wrap the final modules (and refuses them on CPU).
+    The module itself is compiled (``nn.Module.compile``: its state_dict keys stay those of
+    checkpoints and logged models) before DDP wraps it, so DDP's gradient hooks see the compiled
+    backward's gradients.
     """
-    out = []
-    for net in nets:
-        if cfg.sync_bn and session.world > 1:
-            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        if cfg.channels_last:
-            net = net.to(memory_format=torch.channels_last)
-        if cfg.compile != "none":
-            net.compile(mode=cfg.compile)
-        out.append(session.prepare_model(net))
-    return out
+    if cfg.sync_bn and world > 1:
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if cfg.compile != "none":
+        net.compile(mode=cfg.compile)
+    return net
 
 
 class DeviceMemoryError(RuntimeError):
