@@ -178,6 +178,20 @@ def test_fractional_gpu_trials_on_a_real_ray(tmp_path):
     assert overlap <= 2
 
 
+def test_out_of_memory_names_the_setting():
+    """What CUDA raises when a trial outgrows its share (raised by hand here: a real one needs a
+    GPU) leaves the trial as one line naming the share, or the batch without one."""
+    from trainables.accel import DeviceMemoryError, memory_named
+
+    cfg = resolve_config("smoke", {"use_gpu": True, "gpus_per_trial": 0.25}).to_dict()
+    cuda_says = "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 22.0 GiB\nmore"
+    for settings, culprit in (({}, "gpus_per_trial=0.25 is too small"), ({"gpus_per_trial": 1.0}, "batch_size=16")):
+        with pytest.raises(DeviceMemoryError) as err, memory_named({**cfg, **settings}):
+            raise torch.OutOfMemoryError(cuda_says)
+        assert str(err.value).startswith(culprit) and "Tried to allocate 2.00 GiB" in str(err.value)
+        assert "\n" not in str(err.value) and err.value.__cause__ is None
+
+
 # -- SyncBatchNorm under DDP --------------------------------------------------------------------
 
 def _sync_bn_worker(config):

@@ -55,7 +55,8 @@ class GANStep:
                         for net in ("G", "D")}
 
     def __call__(self, real, noise_gen):
-        netG, netD, criterion, scalerG, scalerD = self.netG, self.netD, self.criterion, *self.scalers.values()
+        netG, netD, criterion = self.netG, self.netD, self.criterion
+        scalerG, scalerD = self.scalers["G"], self.scalers["D"]
         if self.mode.cuda_graphs:  # the last step's graph outputs may be overwritten from here on
             torch.compiler.cudagraph_mark_step_begin()
         if self.mode.channels_last:
