@@ -35,7 +35,8 @@ def add_subparser(subparsers):
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--skip-ray", action="store_true", help="skip the Ray Train measurements")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated: {', '.join(PARTS)}")
+    p.add_argument("--parts", help=f"comma-separated: {', '.join(PARTS)} (default: all but gpu; "
+                                   f"with --device cuda: {','.join(CUDA_PARTS)})")
     p.add_argument("--sweep-preset", default="quick", help="preset of the measured sweep")
     p.add_argument("--sweep-space", default="smoke", help="search space of the measured sweep")
     p.add_argument("--sweep-seeds", type=int, default=2, help="seeds per grid point of the measured sweep")
@@ -47,7 +48,8 @@ def add_subparser(subparsers):
     p.set_defaults(func=cmd_bench)
 
 
-PARTS = ("steps", "levers", "data", "eval", "ray", "sweep")
+PARTS = ("steps", "levers", "data", "eval", "ray", "sweep", "gpu")
+CUDA_PARTS = ("steps", "gpu")   # what --device cuda measures unless --parts says otherwise
 SMOKE = {"sizes": "smoke", "lever_sizes": "smoke", "steps": 3, "parts": "steps,levers,data,sweep",
          "sweep_preset": "smoke", "sweep_seeds": 1, "sweep_steps": 12}
 
@@ -60,8 +62,15 @@ def cmd_bench(args):
     if args.smoke:
         for key, value in SMOKE.items():
             setattr(args, key, value)
+    if args.device not in ("cpu", "cuda"):
+        raise UserError(f"device={args.device!r} is not allowed: cpu or cuda")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("device='cuda' is not allowed here: torch sees no CUDA device on this machine")
     sizes, lever_sizes = _names("sizes", args.sizes, SIZES), _names("lever-sizes", args.lever_sizes, SIZES)
-    parts = _names("parts", args.parts, PARTS)
+    default = CUDA_PARTS if args.device == "cuda" else PARTS[:-1]
+    parts = _names("parts", args.parts or ",".join(default), PARTS)
+    if "gpu" in parts and args.device != "cuda":
+        raise UserError("parts='gpu' is not allowed with --device cpu: it measures a CUDA device (--device cuda)")
     levers = {name: LEVERS[name] for name in _names("levers", args.levers, LEVERS)}
     if "as trained" not in levers:
         levers = {"as trained": {}, **levers}   # what every lever is compared with
@@ -79,14 +88,12 @@ def cmd_bench(args):
         for name in sizes:
             results[name] = step_throughput(SIZES[name], args.steps, args.device)
             results[name]["achieved_vs_gemm"] = results[name]["project_gflops"] / results["gemm_gflops"]
-    if "steps" in parts and args.device == "cuda":
-        from orchestrator.bench_gpu import gpu_gemm_tflops, gpu_variants
+    if "gpu" in parts:
+        from orchestrator.bench_gpu import gpu_gemm_tflops, gpu_study
 
         results["gpu_name"] = torch.cuda.get_device_name()
         results["gemm_tflops"] = {d: gpu_gemm_tflops(d) for d in ("float32", "bfloat16")}
-        for name in sizes:
-            cfg = resolve_config("smoke", SIZES[name])
-            results[name]["gpu_variants"] = gpu_variants(cfg, args.steps, results[name]["gflop_per_image"])
+        results["gpu"] = gpu_study({name: SIZES[name] for name in dict.fromkeys([*sizes, "tutorial"])}, args.steps)
     if "levers" in parts:
         results["levers"] = {name: lever_throughput(SIZES[name], args.steps, rounds=1 if args.smoke else 4,
                                                     levers=levers) for name in lever_sizes}
@@ -276,10 +283,10 @@ def print_table(r, sizes):
         ev = r["evaluation"]
         print(f"FD on 10,000 quick-size samples: {ev['fd_10k_seconds']:.1f} s; "
               f"faces evaluator training (when it was built): {ev['evaluator_train_seconds']:.0f} s")
-    if "gpu_name" in r:
+    if "gpu" in r:
         from orchestrator.bench_gpu import print_gpu
 
-        print_gpu(r, sizes)
+        print_gpu(r)
     for key in ("sweep", "sweep_worker_group"):
         if key in r:
             print_sweep(r[key])

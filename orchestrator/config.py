@@ -18,6 +18,8 @@ PRESET_DIR = Path(__file__).parent / "presets"
 
 BN_PLACEMENTS = ("paper", "all", "none", "g_only", "d_only")
 IMAGE_SIZES = (32, 64, 128)
+PRECISIONS = ("fp32", "bf16", "fp16")
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 
 
 def _opt(default, help_, **checks):
@@ -79,6 +81,15 @@ class Config:
     max_failures: int = _opt(3, "worker failures survived by resuming from the last checkpoint", min=0)
     storage_path: str = _opt("./ray_results", "Ray Train storage: a local folder, a shared path or s3://")
     loader_workers: int = _opt(0, "DataLoader worker processes per Ray worker", min=0)
+    gpus_per_trial: float = _opt(1.0, "GPU share of a single-worker sweep trial (0.25: four per GPU)", gt=0, max=1)
+    sync_bn: bool = _opt(False, "SyncBatchNorm under DDP: BN statistics over the global batch (the paper's one GPU)")
+    # Speed on the device (the paper's numerics are the defaults).
+    precision: str = _opt("fp32", "autocast dtype: fp32 (paper), bf16, or fp16 with a gradient scaler (CUDA only)",
+                          choices=PRECISIONS)
+    channels_last: bool = _opt(False, "NHWC memory layout for the nets and batches")
+    cudnn_benchmark: bool = _opt(False, "let cuDNN time its conv algorithms and keep the fastest (CUDA only)")
+    compile: str = _opt("none", "torch.compile G and D: none, default, reduce-overhead (CUDA graphs), max-autotune",
+                        choices=COMPILE_MODES)
     # Tracking.
     mlflow_uri: str = _opt("", "MLflow tracking URI (empty: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     experiment: str = _opt("dcgan-lab", "MLflow experiment name")
@@ -100,6 +111,11 @@ class Config:
     def inject_nan_at(self):
         """``inject_nan`` as (rank, step), or None."""
         return tuple(int(x) for x in self.inject_nan.split(":")) if self.inject_nan else None
+
+    @property
+    def bn_batch_size(self):
+        """Images each BatchNorm layer normalises per call: a worker's share, or the global batch with sync_bn."""
+        return self.batch_size if self.sync_bn or self.num_workers == 1 else self.batch_size // self.num_workers
 
 
 FIELDS = {f.name: f for f in fields(Config)}
@@ -205,7 +221,9 @@ def _check_bounds(key, value, meta):
     if "min" in meta and value < meta["min"]:
         raise bad_value(key, value, f">= {meta['min']}")
     if "gt" in meta and value <= meta["gt"]:
-        raise bad_value(key, value, f"> {meta['gt']}")
+        raise bad_value(key, value, f"> {meta['gt']}" + (f" and <= {meta['max']}" if "max" in meta else ""))
+    if "max" in meta and value > meta["max"]:
+        raise bad_value(key, value, (f"> {meta['gt']} and " if "gt" in meta else "") + f"<= {meta['max']}")
     if "lt" in meta and value >= meta["lt"]:
         raise bad_value(key, value, f"< {meta['lt']}")
 
@@ -228,6 +246,11 @@ def config_from_dict(d):
     return cfg
 
 
+def run_params(cfg):
+    """A run's MLflow params: the whole config and what follows from it (the BN batch)."""
+    return {**cfg.to_dict(), "bn_batch_size": cfg.bn_batch_size}
+
+
 def validate(cfg):
     if cfg.batch_size % cfg.num_workers:
         raise bad_value("batch_size", cfg.batch_size,
@@ -236,6 +259,7 @@ def validate(cfg):
         raise bad_value("inject_nan", cfg.inject_nan, "RANK:STEP (two integers) or empty")
     if cfg.epochs == 0 and cfg.max_steps == 0:
         raise bad_value("max_steps", 0, "> 0 when epochs=0 (otherwise training never stops)")
+    validate_device(cfg)
     from trainables.data import get_entry
 
     entry = get_entry(cfg.dataset)  # raises with the list of names
@@ -245,3 +269,19 @@ def validate(cfg):
             raise bad_value("data_root", cfg.data_root,
                             f"an existing, non-empty folder holding {cfg.dataset} "
                             "(or --set download=true on a machine with internet)")
+
+
+def validate_device(cfg):
+    """Device settings that cannot run as asked are refused here, not in a worker."""
+    needs_cuda = {  # key -> (asked for, why it needs CUDA)
+        "precision": (cfg.precision == "fp16", "fp16 trains with a gradient scaler on CUDA; use bf16 on CPU"),
+        "compile": (cfg.compile == "reduce-overhead", "CUDA graphs need a GPU; compile=default runs on CPU"),
+        "sync_bn": (cfg.sync_bn and cfg.num_workers > 1, "SyncBatchNorm runs on CUDA only: DDP refuses it on CPU"),
+        "gpus_per_trial": (cfg.gpus_per_trial < 1, "a share of a GPU needs a GPU"),
+    }
+    for key, (asked, why) in needs_cuda.items():
+        if asked and not cfg.use_gpu:
+            raise bad_value(key, getattr(cfg, key), f"only with use_gpu=true ({why})")
+    if cfg.gpus_per_trial < 1 and cfg.num_workers > 1:
+        raise bad_value("gpus_per_trial", cfg.gpus_per_trial,
+                        f"1 with num_workers={cfg.num_workers}: a GPU share is for single-worker trials")

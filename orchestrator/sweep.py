@@ -5,6 +5,7 @@ through ``TuneReportCallback``. MLflow holds one parent run per sweep and one ch
 """
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.config import load_sweep_settings, parse_overrides, preset_names, resolve_config
@@ -79,10 +80,49 @@ def cmd_sweep(args):
     return 0
 
 
-def concurrency(base, cluster_cpus):
-    """Trials that fit at once: the cluster's CPUs over one trial's workers."""
-    per_trial = base.num_workers * base.cpus_per_worker
-    return max(1, math.floor(cluster_cpus / per_trial))
+@dataclass(frozen=True)
+class TrialPlan:
+    resources: dict    # Tune's resource request for one trial
+    concurrency: int   # trials at once: what the cluster's CPUs and GPUs hold
+
+
+def plan_trials(base, space, in_trial, nodes):
+    """One trial's resources and how many run at once on the Ray cluster's ``nodes``
+    (``ray.nodes()``); a request no node can hold is refused here, before the sweep starts.
+
+    A trial that trains in its own process holds ``cpus_per_worker`` CPUs and, with use_gpu,
+    ``gpus_per_trial`` of a GPU (Ray's fractional GPUs: 0.25 packs four trials onto each GPU);
+    both must be free on one node. A Train-driver trial only waits on its workers, which hold them:
+    it asks Tune for a token (``memory: 1``; even 0.01 CPU would keep a worker that needs every CPU
+    from ever fitting), and the trials at once are the cluster's CPUs and GPUs over its workers'."""
+    if "gpus_per_trial" in space.params:
+        raise bad_value("gpus_per_trial", "(searched)", "a fixed value: a trial's resources are set before it starts")
+    if base.gpus_per_trial < 1 and not in_trial:
+        raise bad_value("gpus_per_trial", base.gpus_per_trial,
+                        "1 when the space searches num_workers, cpus_per_worker or use_gpu "
+                        "(a GPU share is for single-worker trials)")
+    alive = [n["Resources"] for n in nodes if n.get("Alive")]
+    gpus = base.gpus_per_trial if base.use_gpu else 0
+    if in_trial:
+        fits = sum(min(_times(n.get("CPU", 0), base.cpus_per_worker), _times(n.get("GPU", 0), gpus)) for n in alive)
+        if fits == 0:
+            key, value = ("gpus_per_trial", gpus) if gpus else ("cpus_per_worker", base.cpus_per_worker)
+            need = f"{base.cpus_per_worker} CPU(s)" + (f" and {gpus:g} GPU" if gpus else "")
+            raise bad_value(key, value, f"a trial that fits one node: no node of the Ray cluster has {need} "
+                                        f"(nodes: {_describe(alive)})")
+        return TrialPlan({"cpu": base.cpus_per_worker, "gpu": gpus}, fits)
+    cpus = sum(n.get("CPU", 0) for n in alive)
+    by_gpus = _times(sum(n.get("GPU", 0) for n in alive), base.num_workers) if base.use_gpu else math.inf
+    return TrialPlan({"memory": 1}, max(1, min(_times(cpus, base.num_workers * base.cpus_per_worker), by_gpus)))
+
+
+def _times(have, need):
+    """Whole ``need``s in ``have`` (inf when nothing is needed); the epsilon absorbs 1 / 0.1 style rounding."""
+    return math.inf if not need else math.floor(have / need + 1e-9)
+
+
+def _describe(nodes):
+    return ", ".join(f"{n.get('CPU', 0):g} CPU/{n.get('GPU', 0):g} GPU" for n in nodes) or "none alive"
 
 
 SWEEPS_DIR = "sweeps"   # local state of each sweep: sweep.json, the Optuna study, the server log

@@ -3,9 +3,9 @@ import contextlib
 from pathlib import Path
 
 from orchestrator import tracking
-from orchestrator.config import config_from_dict
+from orchestrator.config import config_from_dict, run_params
 from orchestrator.report import print_sweep_report
-from orchestrator.sweep import concurrency, read_sweep_file, sweep_dir, tune_storage, write_sweep_file
+from orchestrator.sweep import plan_trials, read_sweep_file, sweep_dir, tune_storage, write_sweep_file
 
 TRIAL_TAG = "trial_id"
 DESIGN_POINT = "design_point"   # a grid of whole points (design: one_at_a_time) rather than a product
@@ -16,6 +16,8 @@ DRIVER_PHASES = ("checks", "data_cache", "ray_init", "evaluation", "mlflow_serve
 
 
 def run_sweep(preset, base, space, settings, points, resume=False):
+    import ray
+
     from orchestrator.train import check_data, check_resources, init_ray, prepare_storage, run_tags, with_absolute_paths
     from trainables.perf import PhaseClock
     from trainables.run_eval import prepare_evaluation
@@ -33,6 +35,7 @@ def run_sweep(preset, base, space, settings, points, resume=False):
     clock.lap("evaluation")
     init_ray(dashboard=not trains_in_trial(base, space))
     check_resources(base)
+    plan_trials(base, space, trains_in_trial(base, space), ray.nodes())  # refused before the parent run exists
     prepare_storage(base.storage_path)
     clock.lap("ray_init")
 
@@ -97,13 +100,11 @@ def run_tuner(d, base, space, settings, points, parent, uri, resume):
     from orchestrator.train import RAY_INIT_SECONDS, run_tags
 
     in_trial = trains_in_trial(base, space)
+    plan = plan_trials(base, space, in_trial, ray.nodes())
     trainable = tune.with_resources(
         tune.with_parameters(trial_driver, base_cfg=base.to_dict(), parent_run_id=parent, uri=uri,
                              tags=run_tags(), in_trial=in_trial),
-        # In-trial training holds the CPUs itself. A Train driver only waits on its workers, which
-        # hold them: Tune wants a non-empty request, and even 0.01 CPU would keep a worker that
-        # needs every CPU from ever fitting.
-        {"cpu": base.cpus_per_worker, "gpu": int(base.use_gpu)} if in_trial else {"memory": 1})
+        plan.resources)
     storage = tune_storage(base.storage_path)  # absolute already (run_sweep)
     if resume:
         tuner = tune.Tuner.restore(f"{storage}/{d.name}", trainable=trainable, resume_errored=True)
@@ -114,7 +115,7 @@ def run_tuner(d, base, space, settings, points, parent, uri, resume):
             param_space=param_space,
             tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples,
                                         scheduler=make_scheduler(settings["scheduler"]),
-                                        max_concurrent_trials=concurrency(base, ray.cluster_resources().get("CPU", 1)),
+                                        max_concurrent_trials=plan.concurrency,
                                         trial_name_creator=lambda t: f"trial-{t.trial_id}",
                                         trial_dirname_creator=lambda t: f"trial-{t.trial_id}",
                                         # A finished in-trial trial's process runs the next trial:
@@ -216,7 +217,7 @@ def child_run(uri, cfg, parent_run_id, trial_id, tags):
     if found:
         c.log_batch(found[0].info.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         return found[0].info.run_id
-    return tracking.start_run(uri, cfg.experiment, f"trial-{trial_id}", cfg.to_dict(),
+    return tracking.start_run(uri, cfg.experiment, f"trial-{trial_id}", run_params(cfg),
                               {**tags, TRIAL_TAG: trial_id, "kind": "trial"}, parent_run_id)
 
 

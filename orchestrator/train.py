@@ -3,7 +3,7 @@ import os
 import sys
 from pathlib import Path
 
-from orchestrator.config import preset_names, resolve_config
+from orchestrator.config import preset_names, resolve_config, run_params
 from orchestrator.errors import UserError
 
 
@@ -61,7 +61,7 @@ def run_training(cfg, run_name="train", parent_run_id=None, tags=None):
     check_resources(cfg)
     storage = prepare_storage(cfg.storage_path)
 
-    run_id = tracking.start_run(uri, cfg.experiment, run_name, cfg.to_dict(),
+    run_id = tracking.start_run(uri, cfg.experiment, run_name, run_params(cfg),
                                 {**run_tags(), **(tags or {})}, parent_run_id)
     trainer = build_trainer(cfg, run_id, uri, storage, name=f"train-{run_id}")
     return run_id, fit_and_close(trainer.fit, uri, run_id)

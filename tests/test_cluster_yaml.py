@@ -91,3 +91,18 @@ def test_jobs_see_the_tracking_server(prepared):
     exports = [c for c in prepared["head_setup_commands"] if "MLFLOW_TRACKING_URI" in c]
     assert exports and ":5000" in exports[0]
     assert "s3://YOUR-BUCKET/ray" in CLUSTER_YAML.read_text()  # storage_path, for the user to replace
+
+
+def test_gpu_study_packs_four_trials_per_gpu_node(prepared):
+    """The gpu-study preset's sweep on the head and every GPU node cluster.yaml can start: a
+    quarter GPU and one CPU per trial, four trials per g5.xlarge (4 vCPUs, 1 GPU)."""
+    from orchestrator.config import load_sweep_settings, resolve_config
+    from orchestrator.sweep import plan_trials
+    from search_spaces.loader import load_space
+
+    types = prepared["available_node_types"]
+    gpu = next(t for t in types.values() if t["resources"].get("GPU", 0) > 0)
+    nodes = [{"Alive": True, "Resources": types[prepared["head_node_type"]]["resources"]}]
+    nodes += [{"Alive": True, "Resources": gpu["resources"]}] * gpu["max_workers"]
+    plan = plan_trials(resolve_config("gpu-study"), load_space(load_sweep_settings("gpu-study")["space"]), True, nodes)
+    assert plan.resources == {"cpu": 1, "gpu": 0.25} and plan.concurrency == 4 * gpu["max_workers"]

@@ -12,6 +12,7 @@ import warnings
 import torch
 from torch.utils.data import DataLoader
 
+from trainables.accel import configure_backends, memory_named, prepare_nets
 from trainables.checkpoints import restore_training_state, training_state
 from trainables.data import DataRequest, build_dataset
 from trainables.data.cache import open_cache
@@ -20,7 +21,7 @@ from trainables.metrics.stability import DIVERGED
 from trainables.models import build_models, sample_z
 from trainables.perf import PhaseClock
 from trainables.run_eval import RunEvaluator
-from trainables.step import GANStep, all_ranks, generate, make_optimizers, noise_generator, reduce_outputs
+from trainables.step import GANStep, StepMode, all_ranks, generate, make_optimizers, noise_generator, reduce_outputs
 
 
 def data_request(cfg, split="train"):
@@ -59,14 +60,17 @@ def train_loop_per_worker(config):
     """Ray Train's entry point: one DDP rank of a TorchTrainer."""
     from trainables.session import TrainSession
 
-    train_loop(config, TrainSession())
+    with memory_named(config["cfg"]):
+        train_loop(config, TrainSession())
 
 
 def train_loop_in_trial(config):
     """A single-worker Tune trial's entry point: the loop in the trial's own process."""
     from trainables.session import TrialSession
 
-    train_loop(config, TrialSession(config["cfg"]["use_gpu"]))
+    cfg = config["cfg"]
+    with memory_named(cfg):
+        train_loop(config, TrialSession(cfg["use_gpu"], cfg["gpus_per_trial"]))
 
 
 def train_loop(config, session):
@@ -82,12 +86,13 @@ def train_loop(config, session):
     master = rank == 0
     torch.set_num_threads(cfg.cpus_per_worker)
     device = session.device
+    configure_backends(cfg)
 
     # Build models and optimizers, seeded: every rank starts from the same weights.
     torch.manual_seed(cfg.seed)
     netG, netD = build_models(cfg)
     fixed_noise = sample_z(cfg.n_samples, cfg.nz, cfg.z_dist, generator=torch.Generator().manual_seed(cfg.seed))
-    netG, netD = session.prepare_model(netG), session.prepare_model(netD)
+    netG, netD = prepare_nets(cfg, session, netG, netD)  # SyncBatchNorm, layout, compile, device / DDP
     optG, optD = make_optimizers(cfg, netG, netD)
 
     # Resume from the latest checkpoint, if Ray restarted us after a failure.
@@ -109,7 +114,9 @@ def train_loop(config, session):
     n_items, batches = real_batches(cfg, rank, world, start_step, device)
     n_steps = total_steps(cfg, n_items)
 
-    step_fn = GANStep(netG, netD, optG, optD, cfg.nz, cfg.z_dist)
+    step_fn = GANStep(netG, netD, optG, optD, cfg.nz, cfg.z_dist, StepMode.of(cfg, device))
+    if resumed is not None and "scalers" in resumed:
+        step_fn.load_state_dict(resumed["scalers"])
     progress = Progress(n_steps, start_step, cfg.batch_size) if master else None
     status, step, latest = "finished", start_step, {}
     clock.lap("setup")
@@ -117,7 +124,7 @@ def train_loop(config, session):
         clock.lap("data")
         if step >= n_steps:
             break
-        out = step_fn(real, noise_generator(cfg.seed, rank, step))
+        out = step_fn(real, noise_generator(cfg.seed, rank, step, device))
         step += 1
         last = step == n_steps
         if cfg.inject_nan_at == (rank, step):  # the fault-injection hook: this rank's losses only
@@ -159,6 +166,7 @@ def train_loop(config, session):
                 if checkpointing and master else None
             if state is not None:
                 state["run_history"] = evaluator.state_dict()
+                state["scalers"] = step_fn.state_dict()
             if logger is not None:
                 logger.flush()
             session.report(metrics, state)

@@ -41,21 +41,26 @@ class TrainSession:
 class TrialSession:
     rank, world = 0, 1
 
-    def __init__(self, use_gpu):
-        import ray.tune
-
+    def __init__(self, use_gpu, gpu_share=1.0):
         self.device = torch.device("cuda" if use_gpu else "cpu")
-        self._tune = ray.tune
+        if use_gpu and gpu_share < 1:
+            # Ray's fractional GPUs are a count, not a limit: cap this trial's allocator at its
+            # share, so a trial too big for it fails alone instead of starving its neighbours.
+            torch.cuda.set_per_process_memory_fraction(gpu_share, self.device)
 
     def prepare_model(self, net):
         return net.to(self.device)
 
     def load_checkpoint(self):
-        return _load(self._tune.get_checkpoint())
+        import ray.tune
+
+        return _load(ray.tune.get_checkpoint())
 
     def report(self, metrics, state=None):
+        import ray.tune
+
         with _saved(state) as d:
-            self._tune.report(metrics, checkpoint=self._tune.Checkpoint.from_directory(d) if d else None)
+            ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(d) if d else None)
 
 
 def _load(checkpoint):

@@ -17,19 +17,23 @@ class ResumableBatchSampler:
             raise ValueError(f"{n_items} items cannot fill one step of {batch_size} x {world_size} workers")
         self.start_step = start_step
 
-    def epoch_batches(self, epoch):
+    def epoch_index(self, epoch):
+        """This rank's batches of ``epoch``: a (steps_per_epoch, batch_size) tensor of item indices."""
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         perm = torch.randperm(self.n_items, generator=g)
         per_step = self.batch_size * self.world_size
-        for i in range(self.steps_per_epoch):
-            chunk = perm[i * per_step:(i + 1) * per_step]
-            yield chunk[self.rank * self.batch_size:(self.rank + 1) * self.batch_size].tolist()
+        steps = perm[:self.steps_per_epoch * per_step].view(self.steps_per_epoch, self.world_size, self.batch_size)
+        return steps[:, self.rank]
 
-    def __iter__(self):
-        """Batches forever from ``start_step`` on; the loop decides when to stop."""
+    def epochs(self):
+        """``(epoch_index, batches to skip)`` from ``start_step`` on, forever."""
         epoch, skip = divmod(self.start_step, self.steps_per_epoch)
         while True:
-            for i, batch in enumerate(self.epoch_batches(epoch)):
-                if i >= skip:
-                    yield batch
+            yield self.epoch_index(epoch), skip
             epoch, skip = epoch + 1, 0
+
+    def __iter__(self):
+        """Batches (lists of indices) forever from ``start_step`` on; the loop decides when to stop."""
+        for index, skip in self.epochs():
+            for row in index[skip:]:
+                yield row.tolist()
