@@ -80,6 +80,7 @@ class Config:
     # Tracking.
     mlflow_uri: str = _opt("", "MLflow tracking URI (empty: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     experiment: str = _opt("dcgan-lab", "MLflow experiment name")
+    system_metrics: bool = _opt(False, "log CPU, memory, disk, network (and GPU through pynvml) as system/* metrics")
 
     def to_dict(self):
         return dataclasses.asdict(self)
