@@ -93,6 +93,7 @@ class Config:
     # Tracking.
     mlflow_uri: str = _opt("", "MLflow tracking URI (empty: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     experiment: str = _opt("dcgan-lab", "MLflow experiment name")
+    system_metrics: bool = _opt(False, "log CPU, memory, disk, network (and GPU through pynvml) as system/* metrics")
     # Tests.
     inject_nan: str = _opt("", "fault injection: 'RANK:STEP' makes that rank's losses NaN at that step (empty: off)")
 

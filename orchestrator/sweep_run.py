@@ -2,7 +2,7 @@
 import contextlib
 from pathlib import Path
 
-from orchestrator import tracking
+from orchestrator import run_inputs, run_notes, tracking
 from orchestrator.config import config_from_dict, run_params
 from orchestrator.report import print_sweep_report
 from orchestrator.sweep import plan_trials, read_sweep_file, sweep_dir, tune_storage, write_sweep_file
@@ -48,6 +48,7 @@ def run_sweep(preset, base, space, settings, points, resume=False):
                 uri, base.experiment, d.name,
                 {**{f"sweep_{k}": v for k, v in settings.items()}, "sweep_space": space.name, **base.to_dict()},
                 {**run_tags(), "kind": "sweep", "space_file": space.path})
+            run_notes.start_sweep(uri, parent)
             write_sweep_file(d, {"parent_run_id": parent, "preset": preset, "settings": settings,
                                  "storage_path": base.storage_path})
         clock.lap("parent_run")
@@ -58,6 +59,7 @@ def run_sweep(preset, base, space, settings, points, resume=False):
         summary = summarize(uri, parent)
         tracking.client(uri).set_tag(parent, "n_trials", len(results))
         report = print_sweep_report(uri, parent, Path(d) / "report")
+        run_notes.describe_sweep(uri, parent, report)
         tracking.end_run(uri, parent)
     return summary if report is None else f"parent run {parent}; open the MLflow UI with: dcgan-lab ui"
 
@@ -188,7 +190,8 @@ def trial_driver(config, base_cfg, parent_run_id, uri, tags, in_trial=False):
     from orchestrator.train import build_trainer, fit_and_close
 
     config = dict(config)
-    cfg = config_from_dict({**base_cfg, **config.pop(DESIGN_POINT, {}), **config})
+    searched = {**config.pop(DESIGN_POINT, {}), **config}
+    cfg = config_from_dict({**base_cfg, **searched})
     trial_id = tune.get_context().get_trial_id()
     # Trial start-up = trial process start -> here -> the loop's first step (perf_loop_start +
     # perf_setup_s); the pid with the start says which process (a reused one: reuse_actors).
@@ -199,11 +202,11 @@ def trial_driver(config, base_cfg, parent_run_id, uri, tags, in_trial=False):
         from trainables.loop import train_loop_in_trial
 
         fit_and_close(lambda: train_loop_in_trial({"cfg": cfg.to_dict(), "run_id": run_id, "tracking_uri": uri}),
-                      uri, run_id)
+                      uri, run_id, cfg, cell=sorted(searched))
         return
     storage = cfg.storage_path + "/trials"  # absolute already: the base config was made so
     trainer = build_trainer(cfg, run_id, uri, storage, name=f"trial-{trial_id}", callbacks=[TuneReportCallback()])
-    fit_and_close(trainer.fit, uri, run_id)
+    fit_and_close(trainer.fit, uri, run_id, cfg, cell=sorted(searched))
 
 
 def child_run(uri, cfg, parent_run_id, trial_id, tags):
@@ -217,8 +220,11 @@ def child_run(uri, cfg, parent_run_id, trial_id, tags):
     if found:
         c.log_batch(found[0].info.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         return found[0].info.run_id
-    return tracking.start_run(uri, cfg.experiment, f"trial-{trial_id}", run_params(cfg),
-                              {**tags, TRIAL_TAG: trial_id, "kind": "trial"}, parent_run_id)
+    run_id = tracking.start_run(uri, cfg.experiment, f"trial-{trial_id}", run_params(cfg),
+                                {**tags, TRIAL_TAG: trial_id, "kind": "trial", run_notes.SWEEP_TAG: parent_run_id},
+                                parent_run_id)
+    run_inputs.log_dataset(uri, run_id, cfg)
+    return run_id
 
 
 def summarize(uri, parent):

@@ -104,10 +104,42 @@ def start_run(uri, experiment, run_name, params, tags, parent_run_id=None):
     tags = dict(tags)
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
-    run = c.create_run(experiment_id(c, experiment, uri), run_name=run_name,
-                       tags={k: str(v) for k, v in tags.items()})
+    exp = experiment_id(c, experiment, uri)
+    mark_model_training(c, exp)
+    run = c.create_run(exp, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
     c.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     return run.info.run_id
+
+
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
+def mark_model_training(c, exp_id):
+    """Tag the experiment as model training (MLflow's experiment kind), unless it has a kind.
+    MLflow 3.17's UI opens on the ``workflowType`` of the URL or the browser's last choice and
+    reads the tag only when that switch is off: ``dcgan-lab ui`` prints URLs that carry it."""
+    key, value = EXPERIMENT_KIND
+    if key not in c.get_experiment(exp_id).tags:
+        c.set_experiment_tag(exp_id, key, value)
+
+
+@contextlib.contextmanager
+def system_metrics(uri, run_id, enabled):
+    """While the block runs, MLflow's system metrics of this machine go to the run (``system/*``:
+    CPU and memory use, disk, network, and each GPU's through pynvml when it is installed),
+    every ``$MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` s (MLflow's default: 10). A restarted run
+    goes on from its last step."""
+    if not enabled:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, tracking_uri=uri, resume_logging=True)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
 
 
 def end_run(uri, run_id, status="FINISHED"):

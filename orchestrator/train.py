@@ -3,6 +3,7 @@ import os
 import sys
 from pathlib import Path
 
+from orchestrator import run_inputs, run_notes
 from orchestrator.config import preset_names, resolve_config, run_params
 from orchestrator.errors import UserError
 
@@ -63,21 +64,25 @@ def run_training(cfg, run_name="train", parent_run_id=None, tags=None):
 
     run_id = tracking.start_run(uri, cfg.experiment, run_name, run_params(cfg),
                                 {**run_tags(), **(tags or {})}, parent_run_id)
+    run_inputs.log_dataset(uri, run_id, cfg)
     trainer = build_trainer(cfg, run_id, uri, storage, name=f"train-{run_id}")
-    return run_id, fit_and_close(trainer.fit, uri, run_id)
+    return run_id, fit_and_close(trainer.fit, uri, run_id, cfg)
 
 
-def fit_and_close(fit, uri, run_id):
-    """Train (``fit()``), then close the MLflow run: FAILED on an error; else the status rank 0
-    tagged (``finished`` or ``diverged``)."""
+def fit_and_close(fit, uri, run_id, cfg, cell=run_notes.CELL_KEYS):
+    """Train (``fit()``, with system metrics if the config asks), then close the MLflow run:
+    FAILED on an error; else the status rank 0 tagged (``finished`` or ``diverged``). The run's
+    description says how it ended (``cell``: the config keys that name its cell)."""
     from orchestrator import tracking
 
     status = "failed"
     try:
-        fit()
+        with tracking.system_metrics(uri, run_id, cfg.system_metrics):
+            fit()
         status = tracking.client(uri).get_run(run_id).data.tags.get("status", "finished")
     finally:
         tracking.client(uri).set_tag(run_id, "status", status)
+        run_notes.describe_run(uri, run_id, cfg, status, cell)
         tracking.end_run(uri, run_id, "FAILED" if status == "failed" else "FINISHED")
     return status
 

@@ -1,0 +1,64 @@
+"""The data set a run trains on, as an MLflow run input: the runs table's Dataset column and its
+filter show it as ``name (digest)``, and the same digest means the same images.
+
+The digest names the exact data: for a synthetic set its request (name, split, size, channels,
+length, seed); for a real one the same plus every file under data_root (path, size, mtime), so
+that changed files give a new digest. These are the inputs that key the data cache's file too.
+"""
+import hashlib
+import json
+import os
+
+DIGEST_CHARS = 10   # MLflow suggests 8-10 characters and allows 36
+
+
+def log_dataset(uri, run_id, cfg):
+    """Log the run's training set as its input (context ``training``)."""
+    from orchestrator import tracking
+
+    tracking.client(uri).log_inputs(run_id, datasets=[dataset_input(cfg)])
+
+
+def dataset_input(cfg):
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    from trainables.data import get_entry
+    from trainables.loop import data_request
+
+    r = data_request(cfg)
+    profile = {"image_size": r.image_size, "channels": r.nc, "split": r.split}
+    if get_entry(r.name).synthetic:
+        # Rendered by code: MLflow's "code" source, with what the renderer was asked for.
+        source_type, source = "code", {"tags": {"renderer": r.name, "length": r.length, "seed": r.seed}}
+        profile["images"] = r.length
+    else:
+        source_type, source = "local", {"uri": os.path.abspath(r.root)}
+    dataset = Dataset(name=f"{r.name}-{r.image_size}px", digest=dataset_digest(r), source_type=source_type,
+                      source=json.dumps(source), profile=json.dumps(profile))
+    return DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")])
+
+
+def dataset_digest(request):
+    """The data's fingerprint (a DataRequest in, hex characters out)."""
+    from trainables.data import get_entry
+
+    r = request
+    h = hashlib.sha256(f"{r.name}\0{r.split}\0{r.image_size}\0{r.nc}".encode())
+    if get_entry(r.name).synthetic:
+        h.update(f"\0{r.length}\0{r.seed}".encode())
+    else:
+        _hash_files(h, r.root)
+    return h.hexdigest()[:DIGEST_CHARS]
+
+
+def _hash_files(h, root):
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            try:
+                st = os.stat(path)
+            except OSError:  # a dangling link: the loader cannot read it either
+                continue
+            h.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
