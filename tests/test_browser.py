@@ -230,3 +230,32 @@ def _grid_rows(page, n):
         }
         return Object.values(rows);
     }""")
+
+
+def test_parent_note_holds_the_claims_table_within_mlflows_limit():
+    """The parent's description from the report's ``claims_summary``: one row per claim, cut (never
+    mid-row) to MLflow's 8000 characters; its metrics are the finite effects and bounds only."""
+    from orchestrator.run_notes import NOTE_LIMIT, claim_metrics, sweep_note
+
+    row = {"claim": "lr", "factor": "lr", "paper": "0.0002", "alt": "0.001", "metric": "fd_final",
+           "verdict": "supported", "ratio": 1.31, "ratio_lo": 1.08, "ratio_hi": 1.6, "effect": 0.27, "lo": 0.077,
+           "hi": 0.47, "n_seeds": 3, "n_cells": 4, "test": "paired t over seeds"}
+    nan_row = {**row, "claim": "beta1", "verdict": "not tested", "effect": math.nan, "lo": math.nan, "hi": math.nan,
+               "ratio": math.nan, "ratio_lo": math.nan, "ratio_hi": math.nan}
+    outcome = {"trials": 8, "trials_finished": 7, "trials_diverged": 1, "trials_failed": 0, "best_fd_final": 41.2,
+               "best_run": "trial-x_00003"}
+    note = sweep_note("quick-paper-claims-grid-1", "1", "abc", outcome, [row, nan_row])
+    assert note.startswith("**Sweep quick-paper-claims-grid-1**: 8 trials: 7 finished, 1 diverged, 0 failed; "
+                           "best final FD 41.2 (trial-x_00003).")
+    assert "| lr | 0.0002 vs 0.001 | fd_final | 0.27 [0.077, 0.47] | 1.31 [1.08, 1.6] | 3 × 4 | paired t over seeds " \
+           "| **supported** |" in note
+    assert "| beta1 | 0.0002 vs 0.001 | fd_final | – | – |" in note
+    assert "(#/experiments/1/runs/abc/artifacts/report/report.html)" in note
+    assert claim_metrics([row, nan_row]) == {"claim_lr_effect": 0.27, "claim_lr_lo": 0.077, "claim_lr_hi": 0.47,
+                                             "claim_lr_ratio": 1.31, "claim_lr_ratio_lo": 1.08, "claim_lr_ratio_hi": 1.6}
+    many = [{**row, "claim": f"claim{i}", "test": "x" * 100} for i in range(100)]
+    long = sweep_note("s", "1", "abc", outcome, many)
+    shown = len(re.findall(r"^\| claim\d+ \|", long, re.M))
+    assert len(long) <= NOTE_LIMIT and 0 < shown < 100 and f"{100 - shown} more claims in the report." in long
+    assert long.endswith("in this run's artifacts.")
+    assert "No claim verdicts in the report." in sweep_note("s", "1", "abc", outcome, [])
