@@ -341,7 +341,7 @@ def test_forget_fits_on_one_set_measures_on_another_at_the_chosen_layer(lab):
     assert 0 < quarter["maps_dropped"] == len(quarter["dropped_maps"]) and quarter["dropped_max_abs"] == 0.0
 
 
-def test_several_generators_are_summarised_with_the_generator_as_unit(lab):
+def test_several_generators_are_summarised_with_the_generator_as_unit(lab, capsys):
     ids = lab["all_faces"]
     summary, out = _cli(lab, "latent", "walk", "--generators", ",".join(ids), "--points", "3", "--steps", "3")
     assert summary["unit"] == "generators" and summary["generators"] == ids
@@ -360,6 +360,14 @@ def test_several_generators_are_summarised_with_the_generator_as_unit(lab):
                     out=lab["root"] / "walk-sweep")
     assert sorted(swept["generators"]) == sorted(ids)
     assert "walk.json" in _artifacts(lab, lab["sweep"], "latent/walk")
+    # A generator that fails is named, and nothing is written for the others either.
+    bad = lab["root"] / "bad"
+    capsys.readouterr()
+    assert main(["latent", "arithmetic", "--generators", ",".join(ids[:2]), "--a", "glasses", "--b", "~glasses",
+                 "--c", "smiling", "--exemplars", "20", "--trials", "1", "--budget", "16",
+                 "--mlflow-uri", lab["uri"], "--out", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dcgan-lab: error: run={ids[0]!r}: --a='glasses' matched") and not bad.exists()
 
 
 @pytest.mark.parametrize("args, message", [
