@@ -116,10 +116,15 @@ def cmd_latent(args):
     for run_id, _, cfg in generators:
         if check:
             check(args, cfg, run_id)
+    reports = {}
     try:
-        reports = {run_id: EXPERIMENTS[args.experiment](args, fixed_bn(netG, cfg.nz, cfg.z_dist, seed=args.seed),
-                                                        cfg, uri, run_id)
-                   for run_id, netG, cfg in generators}
+        for run_id, netG, cfg in generators:
+            netG = fixed_bn(netG, cfg.nz, cfg.z_dist, seed=args.seed)
+            reports[run_id] = EXPERIMENTS[args.experiment](args, netG, cfg, uri, run_id)
+    except UserError as err:
+        if args.several:
+            raise UserError(f"run={run_id!r}: {err}") from None
+        raise
     finally:
         _real_references.cache_clear()     # shared by this command's generators only
     # Each recipe keeps its own folder and artifacts.

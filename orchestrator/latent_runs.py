@@ -70,8 +70,6 @@ def output_folder(args, name, run_ids):
 def summarise(experiment, reports, configs):
     """The experiment's headline numbers per generator and over the generators, or None for an
     experiment without headline numbers (the sheet)."""
-    from trainables.latent.stats import over_generators
-
     headline = getattr(importlib.import_module(f"trainables.latent.{experiment}"), "headline", None)
     if headline is None:
         return None
@@ -80,9 +78,15 @@ def summarise(experiment, reports, configs):
     return {"experiment": experiment, "unit": "generators", "generators": list(reports),
             "configs": {run_id: {key: getattr(cfg, key) for key in ("dataset", "z_dist", "seed", "max_steps")}
                         for run_id, cfg in configs.items()},
-            "statistics": {key: {**over_generators([h.get(key) for h in per_generator.values()]),
-                                 "per_generator": {run_id: h.get(key) for run_id, h in per_generator.items()}}
-                           for key in keys}}
+            "statistics": {key: _over_generators(key, per_generator) for key in keys}}
+
+
+def _over_generators(key, per_generator):
+    from trainables.latent.stats import over_generators
+
+    stats = [h.get(key) or {"mean": None} for h in per_generator.values()]
+    means = [s["mean"] for s in stats]
+    return {**over_generators(means, stats[0].get("bounds")), "per_generator": dict(zip(per_generator, means))}
 
 
 def publish(reports, configs, uri, args, name, experiment):

@@ -341,7 +341,7 @@ def test_forget_fits_on_one_set_measures_on_another_at_the_chosen_layer(lab):
     assert 0 < quarter["maps_dropped"] == len(quarter["dropped_maps"]) and quarter["dropped_max_abs"] == 0.0
 
 
-def test_several_generators_are_summarised_with_the_generator_as_unit(lab):
+def test_several_generators_are_summarised_with_the_generator_as_unit(lab, capsys):
     ids = lab["all_faces"]
     summary, out = _cli(lab, "latent", "walk", "--generators", ",".join(ids), "--points", "3", "--steps", "3")
     assert summary["unit"] == "generators" and summary["generators"] == ids
@@ -349,17 +349,31 @@ def test_several_generators_are_summarised_with_the_generator_as_unit(lab):
     assert _has_interval(stat, "generators", 3) and set(stat["per_generator"]) == set(ids)
     for run_id in ids:
         per_run = json.loads((out / run_id / "walk.json").read_text())
-        assert stat["per_generator"][run_id] == per_run["linear"]["mean_max_over_median"]
+        assert stat["per_generator"][run_id] == per_run["linear"]["max_over_median_per_path"]["mean"]
         assert "walk.json" in _artifacts(lab, run_id, "latent/walk")
     # Two generators: numbers per generator, no interval.
     two, _ = _cli(lab, "latent", "walk", "--generators", ",".join(ids[:2]), "--points", "3", "--steps", "3",
                   out=lab["root"] / "walk-two")
     assert two["statistics"]["linear: mean_max_over_median"]["ci"] is None
+    # Shares keep their range over generators too.
+    smile, _ = _cli(lab, "latent", "arithmetic", "--generators", ",".join(ids), "--recipe", "smile", "--exemplars", "1",
+                    "--trials", "3", "--budget", "512", out=lab["root"] / "smile-three")
+    for key, stat in smile["statistics"].items():
+        assert stat["bounds"] == ([-1.0, 1.0] if key.startswith("effect") else [0.0, 1.0]), key
+        assert stat["ci"] is None or -1 <= stat["ci"][0] <= stat["ci"][1] <= 1
     # A sweep's finished runs (the parent itself is not a generator); the summary is logged to the parent.
     swept, _ = _cli(lab, "latent", "walk", "--sweep", lab["sweep"], "--points", "3", "--steps", "3",
                     out=lab["root"] / "walk-sweep")
     assert sorted(swept["generators"]) == sorted(ids)
     assert "walk.json" in _artifacts(lab, lab["sweep"], "latent/walk")
+    # A generator that fails is named, and nothing is written for the others either.
+    bad = lab["root"] / "bad"
+    capsys.readouterr()
+    assert main(["latent", "arithmetic", "--generators", ",".join(ids[:2]), "--a", "glasses", "--b", "~glasses",
+                 "--c", "smiling", "--exemplars", "20", "--trials", "1", "--budget", "16",
+                 "--mlflow-uri", lab["uri"], "--out", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dcgan-lab: error: run={ids[0]!r}: --a='glasses' matched") and not bad.exists()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -16,7 +16,7 @@ from trainables.latent.figures import grid, stack, titled
 from trainables.latent.generator import render
 from trainables.latent.queries import attribute_values, matches, query_text
 from trainables.latent.report import Report
-from trainables.latent.stats import SHARE, contrasts, mean_ci, paired, proportion
+from trainables.latent.stats import SHARE, contrasts, mean_ci, paired, proportion, value
 from trainables.models import sample_z
 
 NEIGHBOURS = 8          # the paper shows Y and 8 neighbours ...
@@ -146,23 +146,23 @@ def _tests(settings, k, prior_rate):
     """Trial-paired contrasts of the target share. The primary: Y against random triples of its
     norm (does the arithmetic, not Y's length, carry the attributes?)."""
     target = {name: s["per_trial_target"] for name, s in settings.items()}
-    tests = {f"latent_{k} vs random_{k}": paired(target[f"latent_{k}"], target[f"random_{k}"], UNIT)}
+    tests = {f"latent_{k} vs random_{k}": paired(target[f"latent_{k}"], target[f"random_{k}"], UNIT, SHARE)}
     if k > 1:
-        tests[f"latent_{k} vs latent_1"] = paired(target[f"latent_{k}"], target["latent_1"], UNIT)
+        tests[f"latent_{k} vs latent_1"] = paired(target[f"latent_{k}"], target["latent_1"], UNIT, SHARE)
         tests[f"latent_normed_{k} vs latent_normed_1"] = paired(target[f"latent_normed_{k}"],
-                                                                target["latent_normed_1"], UNIT)
-    tests[f"latent_{k} vs pixel_{k}"] = paired(target[f"latent_{k}"], target[f"pixel_{k}"], UNIT)
+                                                                target["latent_normed_1"], UNIT, SHARE)
+    tests[f"latent_{k} vs pixel_{k}"] = paired(target[f"latent_{k}"], target[f"pixel_{k}"], UNIT, SHARE)
     tests[f"latent_{k} vs the prior rate"] = paired(target[f"latent_{k}"], [prior_rate] * len(target[f"latent_{k}"]),
-                                                    UNIT)
+                                                    UNIT, SHARE)
     return tests
 
 
 def headline(numbers):
     """The per-generator numbers summarised over generators."""
-    out = {f"target: {name}": s["target"]["mean"] for name, s in numbers.get("settings", {}).items()}
+    out = {f"target: {name}": s["target"] for name, s in numbers.get("settings", {}).items()}
     if "prior" in numbers:
-        out["target: prior rate"] = numbers["prior"]["target"]["mean"]
-    out.update({f"effect: {name}": t["diff"]["mean"] for name, t in numbers.get("tests", {}).items()})
+        out["target: prior rate"] = value(numbers["prior"]["target"]["mean"], SHARE)
+    out.update({f"effect: {name}": t["diff"] for name, t in numbers.get("tests", {}).items()})
     return out
 
 

@@ -19,7 +19,7 @@ from orchestrator.errors import UserError
 from trainables.latent.figures import grid, mask_overlay, side_by_side, titled
 from trainables.latent.generator import hidden_features, render, render_dropped
 from trainables.latent.report import Report
-from trainables.latent.stats import SHARE, contrasts, mean_ci, paired
+from trainables.latent.stats import SHARE, contrasts, mean_ci, paired, value
 from trainables.models import sample_z
 
 INSIDE = 0.5           # a feature position is "inside a window" when this much of its pixels are window
@@ -159,11 +159,11 @@ def run_forget(netG, evaluator, nz, z_dist, n=150, heldout_n=150, layer=1, seed=
     }
     c = conditions
     numbers["tests"] = contrasts({
-        PRIMARY: paired(c["dropped"]["window"], c["energy_matched"]["window"], UNIT),
-        "window: dropped vs random": paired(c["dropped"]["window"], c["random"]["window"], UNIT),
-        "window: dropped vs before": paired(c["dropped"]["window"], c["before"]["window"], UNIT),
-        "bed: dropped vs before": paired(c["dropped"]["bed"], c["before"]["bed"], UNIT),
-        "bed: dropped vs energy-matched": paired(c["dropped"]["bed"], c["energy_matched"]["bed"], UNIT),
+        PRIMARY: paired(c["dropped"]["window"], c["energy_matched"]["window"], UNIT, SHARE),
+        "window: dropped vs random": paired(c["dropped"]["window"], c["random"]["window"], UNIT, SHARE),
+        "window: dropped vs before": paired(c["dropped"]["window"], c["before"]["window"], UNIT, SHARE),
+        "bed: dropped vs before": paired(c["dropped"]["bed"], c["before"]["bed"], UNIT, SHARE),
+        "bed: dropped vs energy-matched": paired(c["dropped"]["bed"], c["energy_matched"]["bed"], UNIT, SHARE),
     }, PRIMARY)
     k = FIGURE_N
     figure = side_by_side(titled(grid(before[:k], 6), "held-out z"),
@@ -184,11 +184,11 @@ def _control_numbers(sets, drop, energy):
 
 def headline(numbers):
     """The per-generator numbers summarised over generators."""
-    out = {"share_of_layer_dropped": numbers["share_of_layer_dropped"],
-           "classifier_heldout_accuracy": numbers["classifier_heldout_accuracy"]}
+    out = {"share_of_layer_dropped": value(numbers["share_of_layer_dropped"], SHARE),
+           "classifier_heldout_accuracy": value(numbers["classifier_heldout_accuracy"], SHARE)}
     for name, cond in numbers["conditions"].items():
-        for key in ("window_pixels", "bed_pixels"):
-            out[f"{key}: {name}"] = cond[key]["mean"]
+        for key in ("window_pixels", "images_with_window", "bed_pixels"):
+            out[f"{key}: {name}"] = cond[key]
     for name, test in numbers["tests"].items():
-        out[f"effect: {name}"] = test["diff"]["mean"]
+        out[f"effect: {name}"] = test["diff"]
     return out

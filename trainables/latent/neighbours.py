@@ -46,13 +46,13 @@ def _median_ratio(fake, real, axis=-1):
     return np.median(fake, axis=axis) / np.median(real, axis=axis)
 
 
-def bootstrapped(statistic, d_fake, d_real, seed):
+def bootstrapped(statistic, d_fake, d_real, seed, bounds=None):
     """The statistic of (generated, held-out) distances with its percentile bootstrap interval."""
     data = (d_fake.numpy().astype(np.float64), d_real.numpy().astype(np.float64))
     res = stats.bootstrap(data, statistic, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
                           rng=np.random.default_rng(seed), batch=200)
     ci = res.confidence_interval
-    return {"unit": UNIT, "mean": float(statistic(*data)), "ci": [float(ci.low), float(ci.high)],
+    return {"unit": UNIT, "mean": float(statistic(*data)), "ci": [float(ci.low), float(ci.high)], "bounds": bounds,
             "interval": f"percentile bootstrap, {BOOTSTRAP_RESAMPLES} resamples"}
 
 
@@ -61,8 +61,8 @@ def compare(d_fake, d_real, seed):
     return {"generated_to_train": summary(d_fake), "heldout_to_train": summary(d_real),
             "median_ratio": bootstrapped(_median_ratio, d_fake, d_real, seed),
             # Generated samples closer to a training image than all but 1% (5%) of held-out reals are.
-            "generated_below_heldout_q01": bootstrapped(_below(0.01), d_fake, d_real, seed),
-            "generated_below_heldout_q05": bootstrapped(_below(0.05), d_fake, d_real, seed)}
+            "generated_below_heldout_q01": bootstrapped(_below(0.01), d_fake, d_real, seed, [0.0, 1.0]),
+            "generated_below_heldout_q05": bootstrapped(_below(0.05), d_fake, d_real, seed, [0.0, 1.0])}
 
 
 SPACES = {"evaluator": lambda evaluator, x: evaluator.features(x), "pixels": lambda _evaluator, x: x.flatten(1)}
@@ -104,7 +104,7 @@ def run_neighbours(netG, evaluator, nz, z_dist, train_images, references, n=1000
 
 def headline(numbers):
     """The per-generator numbers summarised over generators."""
-    return {f"{space}: {key}": numbers[space][key]["mean"] for space in SPACES
+    return {f"{space}: {key}": numbers[space][key] for space in SPACES
             for key in ("median_ratio", "generated_below_heldout_q01", "generated_below_heldout_q05")}
 
 

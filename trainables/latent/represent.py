@@ -135,15 +135,15 @@ def run_represent(netD, random_D, data, label_keys, per_class=100, draws=10, see
                           "C_interior": interior, "unconverged_fits": unconverged}
         numbers["tasks"][key] = task
         for other in FEATURES[1:]:
-            tests[f"{key}: D vs {other}"] = paired(task["D"]["accuracies"], task[other]["accuracies"], UNIT)
+            tests[f"{key}: D vs {other}"] = paired(task["D"]["accuracies"], task[other]["accuracies"], UNIT, SHARE)
     numbers["tests"] = contrasts(tests, None)
     return Report(numbers, {"represent": _chart(numbers)})
 
 
 def headline(numbers):
     """The per-generator numbers summarised over generators."""
-    out = {f"{key}: {name}": task[name]["mean"] for key, task in numbers["tasks"].items() for name in FEATURES}
-    out.update({f"effect: {name}": t["diff"]["mean"] for name, t in numbers["tests"].items()})
+    out = {f"{key}: {name}": task[name] for key, task in numbers["tasks"].items() for name in FEATURES}
+    out.update({f"effect: {name}": t["diff"] for name, t in numbers["tests"].items()})
     return out
 
 

@@ -29,7 +29,8 @@ def mean_ci(values, unit, bounds=None):
     variable [0, 1] variable with that mean) is given instead."""
     v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
     out = {"unit": unit, "n": int(len(v)), "mean": float(v.mean()) if len(v) else math.nan,
-           "sd": float(v.std(ddof=1)) if len(v) > 1 else math.nan, "ci": None, "interval": None}
+           "sd": float(v.std(ddof=1)) if len(v) > 1 else math.nan, "ci": None, "interval": None,
+           "bounds": list(bounds) if bounds else None}
     if len(v) < MIN_UNITS:
         out["interval"] = f"none: fewer than {MIN_UNITS} {unit}"
     elif np.ptp(v) > 0:
@@ -44,23 +45,26 @@ def mean_ci(values, unit, bounds=None):
     return out
 
 
-def paired(a, b, unit):
+def paired(a, b, unit, bounds=None):
     """a - b over units paired by position: mean difference with its t interval, and the two-sided
-    Wilcoxon signed-rank p (units with a zero difference dropped, scipy's default)."""
+    Wilcoxon signed-rank p (units with a zero difference dropped, scipy's default). ``bounds``:
+    the range of a and b (so a difference lies within +-(hi - lo))."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     d = a - b
+    width = bounds[1] - bounds[0] if bounds else None
     out = {"unit": unit, "n": int(len(d)), "mean_a": float(a.mean()), "mean_b": float(b.mean()),
-           "diff": mean_ci(d, unit), "test": "Wilcoxon signed-rank, two-sided", "p": None}
+           "diff": mean_ci(d, unit, (-width, width) if bounds else None), "test": "Wilcoxon signed-rank, two-sided",
+           "p": None}
     if len(d) >= MIN_UNITS:
         out["p"] = 1.0 if not np.any(d) else float(stats.wilcoxon(d).pvalue)
     return out
 
 
-def over_generators(values):
+def over_generators(values, bounds=None):
     """Per-generator values of one statistic: mean with its t interval over the generators, and
     the one-sample t test of mean 0 (for effects: a test paired by generator)."""
     v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
-    out = mean_ci(v, "generators")
+    out = mean_ci(v, "generators", bounds)
     out["p_t_test"] = float(stats.ttest_1samp(v, 0.0).pvalue) if len(v) >= MIN_UNITS and np.ptp(v) > 0 else None
     return out
 
@@ -69,6 +73,11 @@ def proportion(hits, n, unit):
     """A rate counted over independent units (samples, images), with its Wilson interval."""
     lo, hi = proportion_confint(hits, n, alpha=1 - LEVEL, method="wilson")
     return {"unit": unit, "n": int(n), "mean": hits / n, "ci": [float(lo), float(hi)], "interval": f"Wilson, over {unit}"}
+
+
+def value(mean, bounds=None):
+    """A per-generator headline number that is not itself a :func:`mean_ci` (same keys used)."""
+    return {"mean": mean, "bounds": list(bounds) if bounds else None}
 
 
 def contrasts(tests, primary):

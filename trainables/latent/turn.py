@@ -101,7 +101,7 @@ def run_turn(netG, evaluator, nz, z_dist, exemplars=4, rows=8, steps=9, pool=512
     numbers["tests"] = contrasts({
         PRIMARY: paired(series["turn: leftward_yaw_change"], series["random_directions: leftward_yaw_change"], UNIT),
         "rank correlation of yaw with s: turn vector vs random": paired(
-            series["turn: spearman_mean"], series["random_directions: spearman_mean"], UNIT),
+            series["turn: spearman_mean"], series["random_directions: spearman_mean"], UNIT, CORRELATION),
         "absolute yaw change: turn vector vs random": paired(
             series["turn: abs_yaw_change"], series["random_directions: abs_yaw_change"], UNIT),
     }, PRIMARY)
@@ -110,6 +110,6 @@ def run_turn(netG, evaluator, nz, z_dist, exemplars=4, rows=8, steps=9, pool=512
 
 def headline(numbers):
     """The per-generator numbers summarised over generators."""
-    out = {key: s["mean"] for key, s in numbers["summary"].items()}
-    out.update({f"effect: {name}": t["diff"]["mean"] for name, t in numbers["tests"].items()})
+    out = dict(numbers["summary"])
+    out.update({f"effect: {name}": t["diff"] for name, t in numbers["tests"].items()})
     return out

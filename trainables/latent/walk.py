@@ -6,7 +6,7 @@ import torch
 from trainables.latent.figures import grid, stack, titled
 from trainables.latent.generator import render
 from trainables.latent.report import Report
-from trainables.latent.stats import mean_ci
+from trainables.latent.stats import mean_ci, value
 from trainables.models import sample_z
 
 PATHS = ("linear", "slerp")
@@ -88,6 +88,6 @@ def headline(numbers):
     """The per-generator numbers summarised over generators."""
     out = {}
     for how in PATHS:
-        out[f"{how}: mean_max_over_median"] = numbers[how]["mean_max_over_median"]
-        out[f"{how}: jumps_flagged"] = numbers[how]["jumps_flagged"]
+        out[f"{how}: mean_max_over_median"] = numbers[how]["max_over_median_per_path"]
+        out[f"{how}: jumps_flagged"] = value(numbers[how]["jumps_flagged"])
     return out
