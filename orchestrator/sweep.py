@@ -96,7 +96,8 @@ def plan_trials(base, space, in_trial, nodes):
     it asks Tune for a token (``memory: 1``; even 0.01 CPU would keep a worker that needs every CPU
     from ever fitting), and the trials at once are the cluster's CPUs and GPUs over its workers'."""
     if "gpus_per_trial" in space.params:
-        raise bad_value("gpus_per_trial", "(searched)", "a fixed value: a trial's resources are set before it starts")
+        raise UserError(f"search space {space.path}: params.gpus_per_trial cannot be searched: a trial's resources "
+                        "are fixed before it starts (set gpus_per_trial with --set)")
     if base.gpus_per_trial < 1 and not in_trial:
         raise bad_value("gpus_per_trial", base.gpus_per_trial,
                         "1 when the space searches num_workers, cpus_per_worker or use_gpu "

@@ -62,6 +62,7 @@ def test_two_worker_ddp_with_batchnorm(ray_local, mlflow_uri, tmp_path, placemen
     assert status == "finished"
     steps = [s for s, v in _history(mlflow_uri, run_id)]
     assert steps == list(range(2, 13, 2))
+    assert MlflowClient(mlflow_uri).get_run(run_id).data.params["bn_batch_size"] == "8"  # 16 over 2 workers, no sync_bn
 
 
 def test_resume_after_worker_killed(ray_local, mlflow_uri, tmp_path, figure):
