@@ -42,23 +42,12 @@ def dataset_input(cfg):
 def dataset_digest(request):
     """The data's fingerprint (a DataRequest in, hex characters out)."""
     from trainables.data import get_entry
+    from trainables.data.cache import hash_tree
 
     r = request
     h = hashlib.sha256(f"{r.name}\0{r.split}\0{r.image_size}\0{r.nc}".encode())
     if get_entry(r.name).synthetic:
         h.update(f"\0{r.length}\0{r.seed}".encode())
     else:
-        _hash_files(h, r.root)
+        hash_tree(h, r.root)
     return h.hexdigest()[:DIGEST_CHARS]
-
-
-def _hash_files(h, root):
-    for folder, dirs, names in os.walk(root, followlinks=True):
-        dirs.sort()
-        for name in sorted(names):
-            path = os.path.join(folder, name)
-            try:
-                st = os.stat(path)
-            except OSError:  # a dangling link: the loader cannot read it either
-                continue
-            h.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())

@@ -42,6 +42,12 @@ def cache_file(request):
 def _fingerprint(root):
     """A digest of every file under ``root``: its path relative to root, size and mtime."""
     h = hashlib.sha256(os.path.abspath(root).encode())
+    hash_tree(h, root)
+    return h.hexdigest()[:16]
+
+
+def hash_tree(h, root):
+    """Feed ``h`` every file under ``root`` (relative path, size, mtime), in a stable order."""
     for folder, dirs, names in os.walk(root, followlinks=True):
         dirs.sort()
         for name in sorted(names):
@@ -51,7 +57,6 @@ def _fingerprint(root):
             except OSError:  # a dangling link: the loader cannot read it either
                 continue
             h.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
 
 
 class CachedImages:
