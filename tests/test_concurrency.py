@@ -76,6 +76,8 @@ def trained(shared_ray, tmp_path_factory):
     with ThreadPoolExecutor(N_TRAIN) as pool:
         results = list(pool.map(lambda seed: run_cli(*argv, "--set", f"seed={seed}", cwd=folder, env=env, timeout=600),
                                 range(N_TRAIN)))
+    for seed, r in enumerate(results):   # kept for a failure's post-mortem: pytest shows only one
+        (folder / f"train-{seed}.stderr").write_text(r.stderr)
     return folder, results
 
 
