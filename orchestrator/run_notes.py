@@ -94,7 +94,7 @@ def sweep_note(name, exp_id, parent, outcome, rows):
     head = (f"**Sweep {name}**: {outcome['trials']} trials: {outcome['trials_finished']} finished, "
             f"{outcome['trials_diverged']} diverged, {outcome['trials_failed']} failed; {best}.")
     link = f"#/experiments/{exp_id}/runs/{parent}/artifacts/{REPORT_HTML}"
-    tail = (f"The full report (tables, FD curves, forest plot, sample grids): [{REPORT_HTML}]({link}) in this "
+    tail = (f"The full report (tables, curves, claims, sample grids): [{REPORT_HTML}]({link}) in this "
             "run's artifacts.")
     lines = [_claim_line(r) for r in rows]
     while True:

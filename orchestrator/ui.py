@@ -2,9 +2,10 @@
 
 It prints (and, on a desktop, opens) the last sweep's parent run, its trials ranked by final FD
 with lr, beta1, bn_placement, the searched params, the FD and the data set as columns, their FD
-curves side by side (charts filtered on ``fd_``; clear the filter for every metric) and its report. MLflow 3.17 opens an experiment in its GenAI view unless the URL says
+curves side by side (charts filtered on ``fd_``; clear the filter for every metric) and its
+report. MLflow 3.17 opens an experiment in its GenAI view unless the URL says
 ``workflowType=machine_learning``; the columns, the order and the filter are an MLflow shared
-view (the experiment tag its "Share" button writes), named in the URL.
+view (an experiment tag, as the UI's own "Share" writes), named in the URL.
 """
 import json
 import os
@@ -48,10 +49,11 @@ def serve(uri, port, no_browser):
     from orchestrator.mlflow_server import _die_with_parent, wait_healthy
 
     base = f"http://127.0.0.1:{port}"
-    links = sweep_links(uri, base) if _store_exists(uri) else [("MLflow UI (no runs yet)", training_url(base, "experiments"))]
+    links = (sweep_links(uri, base) if _store_exists(uri)
+             else [("MLflow UI (no runs yet)", training_url(base, "experiments"))])
     print(f"MLflow UI for {uri} at {base} (Ctrl-C to stop)", flush=True)
-    # No MLflow job runner: it serves GenAI jobs (scorers, issue detection) with about ten
-    # processes of its own, and this project starts none.
+    # No MLflow job runner: it serves GenAI jobs (scorers, issue detection) with a process pool
+    # of its own, and this project starts none.
     proc = subprocess.Popen(ui_command(uri, port), env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
                             preexec_fn=_die_with_parent)
     try:
