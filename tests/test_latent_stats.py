@@ -101,6 +101,9 @@ def test_nearest_search_and_memorisation_numbers_with_and_without_copies():
     same = compare(fresh, d_real, seed=0)
     lo, hi = same["median_ratio"]["ci"]
     assert lo <= 1.0 <= hi and same["generated_below_heldout_q01"]["ci"][0] < 0.05
+    # None below: an exact binomial interval over the generated samples, not the bootstrap's [0, 0].
+    far = compare(d_real + 10, d_real, seed=0)["generated_below_heldout_q05"]
+    assert far["mean"] == 0 and 0 < far["ci"][1] < 0.01 and far["interval"].startswith("exact binomial")
 
 
 def test_svm_c_grid_is_extended_until_the_chosen_c_is_interior():

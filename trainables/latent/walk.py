@@ -6,7 +6,7 @@ import torch
 from trainables.latent.figures import grid, stack, titled
 from trainables.latent.generator import render
 from trainables.latent.report import Report
-from trainables.latent.stats import mean_ci, value
+from trainables.latent.stats import SHARE, mean_ci, value
 from trainables.models import sample_z
 
 PATHS = ("linear", "slerp")
@@ -55,6 +55,7 @@ def smoothness(changes, scale):
         "max_over_median_per_path": mean_ci(ratio.max(dim=1).values.tolist(), "paths"),
         "max_over_median": flat.max().item(),
         "jumps_flagged": int((ratio > JUMP_FLAG).sum()),
+        "steps": changes.numel(),
         "largest_jumps": [{"row": int(i) // steps, "step": int(i) % steps, "size": rel.flatten()[i].item(),
                            "over_row_median": flat[i].item()} for i in top],
         "per_row_steps": rel.tolist(),
@@ -89,5 +90,5 @@ def headline(numbers):
     out = {}
     for how in PATHS:
         out[f"{how}: mean_max_over_median"] = numbers[how]["max_over_median_per_path"]
-        out[f"{how}: jumps_flagged"] = value(numbers[how]["jumps_flagged"])
+        out[f"{how}: share of steps flagged"] = value(numbers[how]["jumps_flagged"] / numbers[how]["steps"], SHARE)
     return out
