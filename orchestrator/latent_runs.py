@@ -54,7 +54,8 @@ def load_generators(args, uri):
         for key in SHARED:
             if getattr(cfg, key) != getattr(first, key):
                 raise UserError(f"run={run_id!r} has {key}={getattr(cfg, key)!r} but run={first_id!r} has "
-                                f"{getattr(first, key)!r}: generators summarised together must share {', '.join(SHARED)}")
+                                f"{getattr(first, key)!r}: generators summarised together must share "
+                                f"{', '.join(SHARED)}")
     return loaded
 
 

@@ -267,7 +267,8 @@ def test_every_command_on_tracked_generators(lab):
     assert torch.allclose(y, z[[1, 2, 3]].mean(0) - z[[4, 5, 6]].mean(0) + z[[7, 8, 9]].mean(0), atol=1e-6)
     assert set(arith["settings"]) == {f"{kind}_{m}" for kind in ("latent", "latent_normed", "random", "pixel")
                                       for m in (3, 1)}
-    assert arith["settings"]["latent_3"]["outputs_per_trial"] == 9 and arith["settings"]["pixel_3"]["outputs_per_trial"] == 1
+    settings = arith["settings"]
+    assert settings["latent_3"]["outputs_per_trial"] == 9 and settings["pixel_3"]["outputs_per_trial"] == 1
     assert arith["settings"]["latent_3"]["target"]["ci"] is None        # one trial: no interval
     assert arith["y_norm_over_prior_norm"]["3"]["mean"] == pytest.approx(float(y.norm()) / 4.0, rel=1e-5)  # nz 16
 
@@ -279,14 +280,16 @@ def test_every_command_on_tracked_generators(lab):
         assert len(setting["per_trial_target"]) == 3 and _has_interval(setting["target"], "trials", 3)
     primary = smile["tests"]["latent_2 vs random_2"]
     assert smile["primary"] == "latent_2 vs random_2" and primary["role"] == "primary" and primary["n"] == 3
-    assert 0 < primary["p"] <= 1 and all("p_holm" in t for name, t in smile["tests"].items() if name != smile["primary"])
+    assert 0 < primary["p"] <= 1
+    assert all("p_holm" in t for name, t in smile["tests"].items() if name != smile["primary"])
     assert 0 <= smile["prior"]["target"]["ci"][0] <= smile["prior"]["target"]["ci"][1] <= 1
 
     # turn over 3 exemplar draws, each against random directions.
     turn, _ = _cli(lab, "latent", "turn", "--run", faces, "--rows", "2", "--steps", "5", "--pool", "64", "--draws", "3")
     assert len(turn["per_draw"]) == 3 and turn["unit"] == "exemplar draws"
     for draw in turn["per_draw"]:
-        assert len(draw["turn"]["spearman_per_row"]) == 2 and max(draw["exemplar_yaw_left"]) <= min(draw["exemplar_yaw_right"])
+        assert len(draw["turn"]["spearman_per_row"]) == 2
+        assert max(draw["exemplar_yaw_left"]) <= min(draw["exemplar_yaw_right"])
     assert _has_interval(turn["summary"]["turn: leftward_yaw_change"], "exemplar draws", 3)
     assert turn["tests"]["leftward yaw change: turn vector vs random directions"]["n"] == 3
 

@@ -2,8 +2,8 @@
 
 An experiment hands over one value per unit: a trial of the arithmetic, an exemplar draw of the
 turn vector, a held-out image of forget, a label draw of represent, a generator when several are
-given. Intervals are t intervals of the mean over those units (95 %), none from fewer than
-MIN_UNITS; a paired contrast is the Wilcoxon signed-rank test on the units' differences with a t
+given. Intervals are t intervals of the mean over those units (95 %), clipped to the range the
+values cannot leave, none from fewer than MIN_UNITS; a paired contrast is the Wilcoxon signed-rank test on the units' differences with a t
 interval of the mean difference; secondary contrasts are Holm-corrected. scipy and statsmodels
 do the work.
 """
@@ -72,7 +72,8 @@ def over_generators(values, bounds=None):
 def proportion(hits, n, unit):
     """A rate counted over independent units (samples, images), with its Wilson interval."""
     lo, hi = proportion_confint(hits, n, alpha=1 - LEVEL, method="wilson")
-    return {"unit": unit, "n": int(n), "mean": hits / n, "ci": [float(lo), float(hi)], "interval": f"Wilson, over {unit}"}
+    return {"unit": unit, "n": int(n), "mean": hits / n, "ci": [float(lo), float(hi)],
+            "interval": f"Wilson, over {unit}"}
 
 
 def value(mean, bounds=None):
