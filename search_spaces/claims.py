@@ -23,6 +23,7 @@ import yaml
 from orchestrator.config import FIELDS, Config, coerce
 from orchestrator.errors import UserError, bad_value
 from orchestrator.report_metrics import METRICS
+from search_spaces.loader import find_yaml
 
 CLAIMS_DIR = Path(__file__).parent / "claims"
 DIRECTIONS = {"higher": 1, "lower": -1}   # the predicted sign of alt − paper
@@ -72,12 +73,7 @@ def load_claims(name_or_path="paper"):
 
 
 def _find(name_or_path):
-    if name_or_path in claims_names():
-        return CLAIMS_DIR / f"{name_or_path}.yaml"
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return path
-    raise bad_value("claims", name_or_path, f"one of {', '.join(claims_names())}, or a path to a .yaml file")
+    return find_yaml(name_or_path, CLAIMS_DIR, claims_names(), "claims")
 
 
 def _check_claim(key, spec):

@@ -93,12 +93,17 @@ def load_space(name_or_path):
 
 
 def _find(name_or_path):
-    if name_or_path in space_names():
-        return SPACE_DIR / f"{name_or_path}.yaml"
+    return find_yaml(name_or_path, SPACE_DIR, space_names(), "search space")
+
+
+def find_yaml(name_or_path, folder, names, key):
+    """A shipped file by name (``folder/<name>.yaml``) or a path to a .yaml file; else one line naming ``key``."""
+    if name_or_path in names:
+        return folder / f"{name_or_path}.yaml"
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return path
-    raise bad_value("search space", name_or_path, f"one of {', '.join(space_names())}, or a path to a .yaml file")
+    raise bad_value(key, name_or_path, f"one of {', '.join(names)}, or a path to a .yaml file")
 
 
 def _yaml_problem(err):
