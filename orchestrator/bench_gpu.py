@@ -13,6 +13,7 @@ Every function takes its device, so a test runs them on the CPU at the smoke siz
 import time
 
 from orchestrator.config import resolve_config
+from orchestrator.errors import first_line
 
 # name -> the settings that differ from the trained default (fp32, contiguous, eager, noise on the device)
 VARIANTS = {
@@ -106,7 +107,7 @@ def step_variants(size, steps, device, variants=VARIANTS):
         try:
             seconds, finite = timed(lambda i: step(real, noise_generator(0, 0, i, noise_device)), steps, warmup, device)
         except Exception as err:  # noqa: BLE001 - a variant that cannot run is a result, not the end of the bench
-            out[name] = {"error": str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__}
+            out[name] = {"error": first_line(err)}
             continue
         out[name] = {"images_per_s": steps * cfg.batch_size / seconds, "loss_d_finite": finite}
     torch.backends.cudnn.benchmark = False

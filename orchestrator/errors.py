@@ -8,3 +8,9 @@ class UserError(Exception):
 def bad_value(key, value, allowed):
     """Build the standard one-line message for a bad setting."""
     return UserError(f"{key}={value!r} is not allowed: {allowed}")
+
+
+def first_line(err, limit=200):
+    """An exception's first line (at most ``limit`` characters), or its type's name when it says nothing."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__

@@ -8,11 +8,12 @@ import io
 import logging
 import os
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
 
-from orchestrator.errors import UserError
+from orchestrator.errors import UserError, first_line
 
 DEFAULT_DB = "mlflow.db"
 MODEL_DIR = "model"          # artifacts: model/generator.pt, model/discriminator.pt, model/config.yaml
@@ -92,8 +93,7 @@ def check_reachable(uri):
         with fail_fast():
             client(uri).search_experiments(max_results=1)
     except Exception as err:  # noqa: BLE001 - any failure here means "cannot reach the store"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"mlflow_uri={uri!r} cannot be reached: {first[:200]}") from None
+        raise UserError(f"mlflow_uri={uri!r} cannot be reached: {first_line(err)}") from None
 
 
 def start_run(uri, experiment, run_name, params, tags, parent_run_id=None):
@@ -125,21 +125,76 @@ def mark_model_training(c, exp_id):
 
 @contextlib.contextmanager
 def system_metrics(uri, run_id, enabled):
-    """While the block runs, MLflow's system metrics of this machine go to the run (``system/*``:
-    CPU and memory use, disk, network, and each GPU's through pynvml when it is installed),
-    every ``$MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` s (MLflow's default: 10). A restarted run
-    goes on from its last step."""
+    """While the block runs, this machine's system metrics go to the run (``system/*``: CPU and
+    memory use, disk, network, and each GPU's through pynvml when it is installed), every
+    ``$MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` s (MLflow's default: 10). MLflow's own
+    collectors take the samples; they are logged through ``client()``, which waits out a busy
+    SQLite store (MLflow's ``SystemMetricsMonitor`` stops for good at the first "database is
+    locked"). A restarted run goes on from its last step."""
     if not enabled:
         yield
         return
-    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-    monitor = SystemMetricsMonitor(run_id, tracking_uri=uri, resume_logging=True)
-    monitor.start()
+    sampler = _SystemSampler(uri, run_id)
+    sampler.start()
     try:
         yield
     finally:
-        monitor.finish()
+        sampler.stop()
+
+
+class _SystemSampler(threading.Thread):
+    """Samples MLflow's system-metric collectors each interval and logs one step per interval."""
+
+    PREFIX = "system/"
+
+    def __init__(self, uri, run_id):
+        from mlflow.environment_variables import MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL
+        from mlflow.system_metrics.metrics.cpu_monitor import CPUMonitor
+        from mlflow.system_metrics.metrics.disk_monitor import DiskMonitor
+        from mlflow.system_metrics.metrics.network_monitor import NetworkMonitor
+
+        super().__init__(name="dcgan-lab-system-metrics", daemon=True)
+        self.uri, self.run_id = uri, run_id
+        self.interval = MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL.get() or 10
+        self.collectors = [CPUMonitor(), DiskMonitor(), NetworkMonitor(), *_gpu_collectors()]
+        self._halt = threading.Event()
+        run = client(uri).get_run(run_id)
+        steps = [m.step for m in run.data._metric_objs if m.key.startswith(self.PREFIX)]
+        self.step = max(steps) + 1 if steps else 0
+
+    def run(self):
+        from mlflow.entities import Metric
+
+        while not self._halt.is_set():
+            for c in self.collectors:
+                c.collect_metrics()
+            if self._halt.wait(self.interval):
+                return
+            values = {}
+            for c in self.collectors:
+                values.update(c.aggregate_metrics())
+                c.clear_metrics()
+            now = int(time.time() * 1000)
+            metrics = [Metric(self.PREFIX + k, float(v), now, self.step) for k, v in values.items()]
+            try:
+                client(self.uri).log_batch(self.run_id, metrics=metrics)
+            except Exception as err:  # noqa: BLE001 - a lost sample must not stop training
+                print(f"[dcgan-lab] system metrics at step {self.step} not logged: {first_line(err)}", file=sys.stderr)
+            self.step += 1
+
+    def stop(self):
+        self._halt.set()
+        self.join(timeout=60)
+
+
+def _gpu_collectors():
+    """MLflow's GPU collector when pynvml finds a GPU; none otherwise."""
+    try:
+        from mlflow.system_metrics.metrics.gpu_monitor import GPUMonitor
+
+        return [GPUMonitor()]
+    except Exception:  # noqa: BLE001 - no pynvml, or no GPU: CPU, disk and network only
+        return []
 
 
 def end_run(uri, run_id, status="FINISHED"):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from orchestrator import run_inputs, run_notes
 from orchestrator.config import preset_names, resolve_config, run_params
-from orchestrator.errors import UserError
+from orchestrator.errors import UserError, first_line
 
 
 def add_subparser(subparsers):
@@ -132,7 +132,7 @@ def init_ray(dashboard=True):
             # someone started with `ray start` on this machine (RAY_ADDRESS=auto asks for that).
             ray.init(address="local", log_to_driver=True, include_dashboard=dashboard)
     except Exception as err:  # noqa: BLE001 - Ray raises bare Exception when a local node times out
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         if address:
             raise UserError(f"RAY_ADDRESS={address!r} cannot be reached: {first}") from None
         raise UserError(f"a local Ray could not start: {first}") from None

@@ -174,7 +174,9 @@ def test_a_researcher_in_a_real_browser(smoke_sweep, ui_links, browser, figure, 
     assert steps == [6, 12]
     page.goto(ui_links["last sweep"].replace(parent.info.run_id, f"{trial.info.run_id}/model-metrics"))
     page.get_by_placeholder("Search metric charts").fill("samples")
-    page.locator("[data-component-id='fullscreen_button_chartcard']").first.click()
+    card = page.locator("[data-testid='experiment-view-compare-runs-card']").filter(
+        has=page.locator("h4[title='samples']"))   # not whichever card comes first while the filter applies
+    card.locator("[data-component-id='fullscreen_button_chartcard']").click()
     dialog = page.get_by_role("dialog")
     slider = dialog.get_by_role("slider")
     assert (slider.get_attribute("aria-valuemin"), slider.get_attribute("aria-valuemax")) == ("6", "12")

@@ -31,7 +31,7 @@ def save_atomic(obj, path):
 def load_safe(path, map_location="cpu"):
     """Tensors and plain containers only. A file that holds anything else (pickled code) or is cut
     short is refused with one line naming it; nothing in it runs."""
-    from orchestrator.errors import UserError
+    from orchestrator.errors import UserError, first_line
 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
@@ -39,8 +39,7 @@ def load_safe(path, map_location="cpu"):
         what = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
         raise UserError(f"{path}: refused: not a plain weights file ({what or 'unsafe pickle'})") from None
     except (RuntimeError, EOFError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path}: refused: damaged or incomplete ({first[:160]})") from None
+        raise UserError(f"{path}: refused: damaged or incomplete ({first_line(err, 160)})") from None
 
 
 def training_state(step, netG, netD, optG, optD, fixed_noise, cfg_dict):
