@@ -96,7 +96,7 @@ def add_subparser(subparsers):
 
 
 def _recipes():
-    from trainables.latent.arithmetic import RECIPES
+    from trainables.latent.recipes import RECIPES
     return RECIPES
 
 

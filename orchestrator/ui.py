@@ -6,10 +6,16 @@ curves side by side (charts filtered on ``fd_``; clear the filter for every metr
 report. MLflow 3.17 opens an experiment in its GenAI view unless the URL says
 ``workflowType=machine_learning``; the columns, the order and the filter are an MLflow shared
 view (an experiment tag, as the UI's own "Share" writes), named in the URL.
+
+The links are read from the server through MLflow's REST API (the local server once it answers,
+or the tracking server a URI names): the command imports neither MLflow nor torch nor Ray.
 """
+import base64
 import json
 import os
 import sys
+import urllib.error
+import urllib.request
 from urllib.parse import urlencode
 
 from orchestrator.errors import UserError
@@ -34,7 +40,7 @@ def cmd_ui(args):
     uri = tracking_uri(args.mlflow_uri)
     if uri.startswith(("http://", "https://")):
         # A tracking server already serves the UI (open it through a port forward if remote).
-        show(sweep_links(uri, uri.rstrip("/")), args.no_browser)
+        show(sweep_links(uri.rstrip("/")), args.no_browser)
         return 0
     if not 0 < args.port < 65536:
         raise UserError(f"port={args.port} is not allowed: 1..65535")
@@ -49,8 +55,6 @@ def serve(uri, port, no_browser):
     from orchestrator.mlflow_server import _die_with_parent, wait_healthy
 
     base = f"http://127.0.0.1:{port}"
-    links = (sweep_links(uri, base) if _store_exists(uri)
-             else [("MLflow UI (no runs yet)", training_url(base, "experiments"))])
     print(f"MLflow UI for {uri} at {base} (Ctrl-C to stop)", flush=True)
     # No MLflow job runner: it serves GenAI jobs (scorers, issue detection) with a process pool
     # of its own, and this project starts none.
@@ -58,7 +62,7 @@ def serve(uri, port, no_browser):
                             preexec_fn=_die_with_parent)
     try:
         wait_healthy(base, proc, 300, "the output above")
-        show(links, no_browser)
+        show(sweep_links(base), no_browser)
         return proc.wait()
     except KeyboardInterrupt:  # the server got the same Ctrl-C
         return proc.wait()
@@ -85,12 +89,6 @@ def check_port_free(port):
             raise UserError(f"port={port} is not allowed: 127.0.0.1:{port} is in use (pick another with --port)") from None
 
 
-def _store_exists(uri):
-    from pathlib import Path
-
-    return not uri.startswith("sqlite:///") or Path(uri[len("sqlite:///"):]).is_file()
-
-
 def show(links, no_browser):
     for label, url in links:
         print(f"{label}: {url}", flush=True)
@@ -109,22 +107,20 @@ def training_url(base, route, **query):
     return f"{base}/#/{route}?{urlencode({**TRAINING_VIEW, **query})}"
 
 
-def sweep_links(uri, base):
+def sweep_links(base):
     """(label, URL) of the last sweep's parent run, its trials and their curves; the experiments
     list when the store holds no sweep. Writes the trials' shared view to the experiment."""
-    from orchestrator import tracking
     from orchestrator.run_notes import REPORT_HTML, SWEEP_TAG
 
-    c = tracking.client(uri)
-    parent = last_sweep(c)
+    parent = last_sweep(base)
     if parent is None:
         return [("MLflow UI (no sweep yet)", training_url(base, "experiments"))]
-    exp, pid, name = parent.info.experiment_id, parent.info.run_id, parent.info.run_name
-    trials = c.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{pid}'", max_results=10000)
-    view = trials_view(pid, trials, SWEEP_TAG)
+    exp, pid, name = parent["info"]["experiment_id"], parent["info"]["run_id"], parent["info"]["run_name"]
+    trials = search_runs(base, [exp], f"tags.mlflow.parentRunId = '{pid}'")
+    view = trials_view(pid, [params(t) for t in trials], SWEEP_TAG)
     key = f"sweep-{pid}"
-    c.set_experiment_tag(exp, VIEW_TAG + key, json.dumps(view))
-    c.set_experiment_tag(exp, VIEW_TAG + key + "-fd", json.dumps({**view, "chartsSearchFilter": "fd_"}))
+    for tag, value in ((key, view), (key + "-fd", {**view, "chartsSearchFilter": "fd_"})):
+        rest(base, "experiments/set-experiment-tag", experiment_id=exp, key=VIEW_TAG + tag, value=json.dumps(value))
     runs = f"experiments/{exp}/runs"
     return [(f"last sweep {name} (parent run)", training_url(base, f"{runs}/{pid}")),
             ("its trials ranked by final FD", training_url(base, runs, viewStateShareKey=key)),
@@ -132,20 +128,57 @@ def sweep_links(uri, base):
             ("its report", training_url(base, f"{runs}/{pid}/artifacts/{REPORT_HTML}"))]
 
 
-def last_sweep(c):
+def last_sweep(base):
     """The most recently started sweep parent run in any experiment of the store."""
-    exps = [e.experiment_id for e in c.search_experiments()]
-    found = c.search_runs(exps, filter_string="tags.kind = 'sweep'", order_by=["attributes.start_time DESC"],
-                          max_results=1) if exps else []
+    exps = [e["experiment_id"] for e in rest(base, "experiments/search", max_results=1000).get("experiments", [])]
+    found = search_runs(base, exps, "tags.kind = 'sweep'", order_by=["attributes.start_time DESC"], limit=1) if exps else []
     return found[0] if found else None
 
 
-def trials_view(parent_id, trials, sweep_tag):
+def search_runs(base, experiment_ids, filter_string, order_by=(), limit=None):
+    """Runs as MLflow's REST API returns them (``info``, ``data``), every page."""
+    runs, token = [], None
+    while limit is None or len(runs) < limit:
+        page = rest(base, "runs/search", experiment_ids=list(experiment_ids), filter=filter_string,
+                    order_by=list(order_by), max_results=min(limit or 1000, 1000),
+                    **({"page_token": token} if token else {}))
+        runs += page.get("runs", [])
+        token = page.get("next_page_token")
+        if not token:
+            break
+    return runs[:limit]
+
+
+def params(run):
+    return {p["key"]: p["value"] for p in run.get("data", {}).get("params", [])}
+
+
+def rest(base, endpoint, **body):
+    """POST to ``base``'s MLflow REST API (2.0); a server that refuses or fails is one line. A
+    tracking server's credentials come from MLflow's own variables."""
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        headers["Authorization"] = "Bearer " + os.environ["MLFLOW_TRACKING_TOKEN"]
+    elif os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        pair = f"{os.environ['MLFLOW_TRACKING_USERNAME']}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+    req = urllib.request.Request(f"{base}/api/2.0/mlflow/{endpoint}", data=json.dumps(body).encode(),
+                                 headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        raise UserError(f"mlflow_uri={base!r}: {endpoint} answered {err.code}: {err.read()[:200].decode(errors='replace')}") from None
+    except OSError as err:
+        raise UserError(f"mlflow_uri={base!r} cannot be reached: {err}") from None
+
+
+def trials_view(parent_id, trial_params, sweep_tag):
     """MLflow's runs-page state: this sweep's runs, sorted by final FD (a sort on a metric also
     lists the trials beside the parent instead of folded under it), with the columns a
     researcher reads first: the paper's three factors, seed, whatever else the sweep varied."""
-    varied = sorted({k for t in trials for k, v in t.data.params.items()
-                     if len({u.data.params.get(k) for u in trials}) > 1} - set(TRIAL_COLUMNS))
+    varied = sorted({k for p in trial_params for k in p
+                     if len({q.get(k) for q in trial_params}) > 1} - set(TRIAL_COLUMNS))
     columns = (["attributes.`Dataset`"] + [f"params.`{k}`" for k in (*TRIAL_COLUMNS, *varied)]
                + [f"metrics.`{k}`" for k in TRIAL_METRICS] + ["tags.`status`"])
     return {"searchFilter": f"tags.{sweep_tag} = '{parent_id}'", "orderByKey": "metrics.`fd_final`",

@@ -21,7 +21,8 @@ from conftest import run_cli
 from orchestrator import tracking
 from orchestrator.cli import main
 from orchestrator.config import resolve_config
-from trainables.latent.arithmetic import (RECIPES, derive_target, latent_arithmetic, neighbours, pixel_arithmetic,
+from trainables.latent.recipes import RECIPES
+from trainables.latent.arithmetic import (derive_target, latent_arithmetic, neighbours, pixel_arithmetic,
                                           prior_norm, trial_vectors)
 from trainables.latent.forget import energy_matched_maps, fit_window_classifier, maps_to_drop, training_positions
 from trainables.latent.generator import fixed_bn, hidden_features, render, render_dropped, split_at_hidden

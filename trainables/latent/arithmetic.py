@@ -26,13 +26,6 @@ UNIT = "trials"
 # Per number of exemplars m: Y; Y at the prior's typical norm; a random triple at Y's norm; pixels.
 KINDS = ("latent", "latent_normed", "random", "pixel")
 
-# The paper's two analogies; long_hair plays woman (true) and man (false).
-RECIPES = {
-    "smile": dict(a="smiling & long_hair", b="~smiling & long_hair", c="~smiling & ~long_hair",
-                  target="smiling & ~long_hair"),   # smiling woman - neutral woman + neutral man = smiling man
-    "glasses": dict(a="glasses & ~long_hair", b="~glasses & ~long_hair", c="~glasses & long_hair",
-                    target="glasses & long_hair"),  # man with glasses - man without + woman without = woman with
-}
 
 
 def latent_arithmetic(z_a, z_b, z_c):
