@@ -12,7 +12,7 @@ from typing import Optional, get_args, get_origin
 
 import yaml
 
-from orchestrator.errors import UserError, bad_value
+from trainables.errors import UserError, bad_value
 
 PRESET_DIR = Path(__file__).parent / "presets"
 

@@ -2,7 +2,7 @@
 import json
 import sys
 
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 
 
 def add_subparser(subparsers):

@@ -14,7 +14,7 @@ import functools
 import re
 from pathlib import Path
 
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 
 BEDROOMS = "synthetic-bedrooms"
 

@@ -9,7 +9,7 @@ import re
 import sys
 from pathlib import Path
 
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 
 RUN_ID = re.compile(r"^[0-9a-f]{8,64}$")     # MLflow run ids are hex; they also name folders
 OUT_ROOT = Path("latent")

@@ -15,9 +15,9 @@ from orchestrator import report_data as data
 from orchestrator import report_figures as figures
 from orchestrator import report_render as render
 from orchestrator import tracking
-from orchestrator.errors import UserError
 from orchestrator.report_claims import evaluate_claims, summary_row
 from orchestrator.report_stats import group, table
+from trainables.errors import UserError
 
 REPORT_FILES = ("report.md", "tables.csv", "tables.tex", "report.html", "report.json", "runs.csv", "forest.png")
 

@@ -7,8 +7,8 @@ import math
 
 from orchestrator import tracking
 from orchestrator.config import Config
-from orchestrator.errors import UserError
 from orchestrator.report_metrics import EXTRA_KEYS, METRICS
+from trainables.errors import UserError
 
 # Factors a report tabulates when they vary across the runs (everything the sweeps search), besides
 # the factors of the claims being tested.

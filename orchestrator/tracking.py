@@ -13,7 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
-from orchestrator.errors import UserError, first_line
+from trainables.errors import UserError, first_line
 
 DEFAULT_DB = "mlflow.db"
 MODEL_DIR = "model"          # artifacts: model/generator.pt, model/discriminator.pt, model/config.yaml

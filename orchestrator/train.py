@@ -5,7 +5,7 @@ from pathlib import Path
 
 from orchestrator import run_inputs, run_notes
 from orchestrator.config import preset_names, resolve_config, run_params
-from orchestrator.errors import UserError, first_line
+from trainables.errors import UserError, first_line
 
 
 def add_subparser(subparsers):

@@ -12,7 +12,7 @@ import os
 import sys
 from urllib.parse import urlencode
 
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 
 TRAINING_VIEW = {"workflowType": "machine_learning"}
 VIEW_TAG = "mlflow.sharedViewState."   # + key: MLflow's shared view of an experiment's runs page

@@ -21,9 +21,9 @@ from pathlib import Path
 import yaml
 
 from orchestrator.config import FIELDS, Config, coerce
-from orchestrator.errors import UserError, bad_value
 from orchestrator.report_metrics import METRICS
 from search_spaces.loader import find_yaml
+from trainables.errors import UserError, bad_value
 
 CLAIMS_DIR = Path(__file__).parent / "claims"
 DIRECTIONS = {"higher": 1, "lower": -1}   # the predicted sign of alt − paper

@@ -23,7 +23,7 @@ from typing import Optional
 import yaml
 
 from orchestrator.config import FIELDS, Config, coerce
-from orchestrator.errors import UserError, bad_value
+from trainables.errors import UserError, bad_value
 
 SPACE_DIR = Path(__file__).parent
 

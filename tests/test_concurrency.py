@@ -185,7 +185,7 @@ def test_a_write_outlasting_sqlites_busy_wait_is_retried(tmp_path, figure):
     the call is run again until the lock goes, and writes once. With too short a bound for the
     same wait, one line (UserError) instead of a traceback."""
     from orchestrator import tracking
-    from orchestrator.errors import UserError
+    from trainables.errors import UserError
 
     uri = "sqlite:///" + str(tmp_path / "mlflow.db")
     c = tracking.client(uri)

@@ -3,7 +3,7 @@ import pytest
 
 from conftest import run_cli
 from orchestrator.config import Config, parse_overrides, preset_names, resolve_config
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 
 
 def test_defaults_are_the_papers():

@@ -172,8 +172,8 @@ def test_checkpoint_writes_are_atomic_and_damaged_files_refused(tmp_path, figure
     cut short, as a non-atomic write leaves it after a crash, is refused, never loaded."""
     import torch
 
-    from orchestrator.errors import UserError
     from trainables.checkpoints import load_safe, save_atomic
+    from trainables.errors import UserError
 
     path = tmp_path / "state.pt"
     save_atomic({"step": 6, "w": torch.ones(1000)}, path)
@@ -190,7 +190,7 @@ def test_checkpoint_writes_are_atomic_and_damaged_files_refused(tmp_path, figure
 _DISK_FULL = """
 import resource, signal, sys
 import torch
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 from orchestrator.train import prepare_storage
 from trainables.checkpoints import save_atomic
 folder = sys.argv[1]

@@ -15,7 +15,7 @@ from torch import nn
 
 from conftest import ROOT, run_cli
 from orchestrator.config import resolve_config, run_params
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 from orchestrator.sweep import plan_trials
 from search_spaces.loader import load_space
 from trainables.checkpoints import restore_training_state, training_state

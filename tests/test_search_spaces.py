@@ -2,7 +2,7 @@
 import pytest
 
 from orchestrator.config import Config
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 from search_spaces.loader import (grid_points, load_space, paper_defaults, space_names, to_optuna,
                                   to_tune)
 

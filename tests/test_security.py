@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from orchestrator.config import resolve_config
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 
 
 class _Payload:
