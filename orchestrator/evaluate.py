@@ -19,7 +19,7 @@ def cmd_evaluate(args):
     import dataclasses
 
     from orchestrator import tracking
-    from orchestrator.config import coerce
+    from trainables.config import coerce
     from trainables.metrics.evaluate import check_sample_count, evaluate_generator
     from trainables.metrics.registry import get_metric
     from trainables.run_eval import EVAL_BATCH, resolve_extractor

@@ -6,8 +6,8 @@ a report works on a laptop's SQLite store and on a cluster's tracking server ali
 import math
 
 from orchestrator import tracking
-from orchestrator.config import Config
 from orchestrator.report_metrics import EXTRA_KEYS, METRICS
+from trainables.config import Config
 from trainables.errors import UserError
 
 # Factors a report tabulates when they vary across the runs (everything the sweeps search), besides

@@ -3,9 +3,9 @@ import contextlib
 from pathlib import Path
 
 from orchestrator import run_inputs, run_notes, tracking
-from orchestrator.config import config_from_dict, run_params
 from orchestrator.report import print_sweep_report
 from orchestrator.sweep import plan_trials, read_sweep_file, sweep_dir, tune_storage, write_sweep_file
+from trainables.config import config_from_dict, run_params
 
 TRIAL_TAG = "trial_id"
 DESIGN_POINT = "design_point"   # a grid of whole points (design: one_at_a_time) rather than a product

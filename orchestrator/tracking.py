@@ -220,8 +220,8 @@ def load_generator(uri, run_id):
     import yaml
     from mlflow.exceptions import MlflowException
 
-    from orchestrator.config import config_from_dict
     from trainables.checkpoints import load_safe
+    from trainables.config import config_from_dict
     from trainables.models import build_generator
 
     get_run(uri, run_id)

@@ -4,7 +4,8 @@ import sys
 from pathlib import Path
 
 from orchestrator import run_inputs, run_notes
-from orchestrator.config import preset_names, resolve_config, run_params
+from orchestrator.config import preset_names, resolve_config
+from trainables.config import run_params
 from trainables.errors import UserError, first_line
 
 

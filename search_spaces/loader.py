@@ -22,7 +22,7 @@ from typing import Optional
 
 import yaml
 
-from orchestrator.config import FIELDS, Config, coerce
+from trainables.config import FIELDS, Config, coerce
 from trainables.errors import UserError, bad_value
 
 SPACE_DIR = Path(__file__).parent

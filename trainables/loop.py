@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from trainables.accel import configure_backends, memory_named, prepare_nets
 from trainables.checkpoints import restore_training_state, training_state
+from trainables.config import config_from_dict
 from trainables.data import DataRequest, build_dataset
 from trainables.data.cache import open_cache
 from trainables.data.sampler import ResumableBatchSampler
@@ -76,7 +77,6 @@ def train_loop_in_trial(config):
 def train_loop(config, session):
     import ray
 
-    from orchestrator.config import config_from_dict
     from orchestrator.tracking import RunLogger
 
     clock = PhaseClock()
