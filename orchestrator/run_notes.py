@@ -20,9 +20,9 @@ REPORT_HTML = "report/report.html"            # the report, in the parent run's 
 
 def describe_run(uri, run_id, cfg, status, cell=CELL_KEYS):
     """A trial's (or a training run's) one-line description, once its status is known."""
-    from orchestrator import tracking
+    from trainables import store
 
-    c = tracking.client(uri)
+    c = store.client(uri)
     fd = c.get_run(run_id).data.metrics.get("fd_final", math.nan)
     c.set_tag(run_id, NOTE_TAG, run_line(cfg.to_dict(), status, fd, cell))
 
@@ -35,9 +35,9 @@ def run_line(params, status, fd_final, cell=CELL_KEYS):
 
 def start_sweep(uri, parent):
     """Tag the parent with its own id, as its trials are: one filter lists the whole sweep."""
-    from orchestrator import tracking
+    from trainables import store
 
-    tracking.client(uri).set_tag(parent, SWEEP_TAG, parent)
+    store.client(uri).set_tag(parent, SWEEP_TAG, parent)
 
 
 def describe_sweep(uri, parent, result):
@@ -45,9 +45,9 @@ def describe_sweep(uri, parent, result):
     the report ``result`` (None when there was no report)."""
     from mlflow.entities import Metric, RunTag
 
-    from orchestrator import tracking
+    from trainables import store
 
-    c = tracking.client(uri)
+    c = store.client(uri)
     run = c.get_run(parent)
     trials = c.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'",
                            max_results=10000)

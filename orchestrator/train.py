@@ -52,6 +52,7 @@ def print_dry_run(cfg):
 def run_training(cfg, run_name="train", parent_run_id=None, tags=None):
     """Start Ray if needed, create the MLflow run, train, and close the run with its status."""
     from orchestrator import tracking
+    from trainables import store
     from trainables.run_eval import prepare_evaluation
 
     cfg = with_absolute_paths(cfg)
@@ -63,7 +64,7 @@ def run_training(cfg, run_name="train", parent_run_id=None, tags=None):
     check_resources(cfg)
     storage = prepare_storage(cfg.storage_path)
 
-    run_id = tracking.start_run(uri, cfg.experiment, run_name, run_params(cfg),
+    run_id = store.start_run(uri, cfg.experiment, run_name, run_params(cfg),
                                 {**run_tags(), **(tags or {})}, parent_run_id)
     run_inputs.log_dataset(uri, run_id, cfg)
     trainer = build_trainer(cfg, run_id, uri, storage, name=f"train-{run_id}")
@@ -74,17 +75,18 @@ def fit_and_close(fit, uri, run_id, cfg, cell=run_notes.CELL_KEYS):
     """Train (``fit()``, with system metrics if the config asks), then close the MLflow run:
     FAILED on an error; else the status rank 0 tagged (``finished`` or ``diverged``). The run's
     description says how it ended (``cell``: the config keys that name its cell)."""
-    from orchestrator import tracking
+    from trainables import store
+    from trainables.system_metrics import system_metrics
 
     status = "failed"
     try:
-        with tracking.system_metrics(uri, run_id, cfg.system_metrics):
+        with system_metrics(uri, run_id, cfg.system_metrics):
             fit()
-        status = tracking.client(uri).get_run(run_id).data.tags.get("status", "finished")
+        status = store.client(uri).get_run(run_id).data.tags.get("status", "finished")
     finally:
-        tracking.client(uri).set_tag(run_id, "status", status)
+        store.client(uri).set_tag(run_id, "status", status)
         run_notes.describe_run(uri, run_id, cfg, status, cell)
-        tracking.end_run(uri, run_id, "FAILED" if status == "failed" else "FINISHED")
+        store.end_run(uri, run_id, "FAILED" if status == "failed" else "FINISHED")
     return status
 
 

@@ -112,10 +112,10 @@ def training_url(base, route, **query):
 def sweep_links(uri, base):
     """(label, URL) of the last sweep's parent run, its trials and their curves; the experiments
     list when the store holds no sweep. Writes the trials' shared view to the experiment."""
-    from orchestrator import tracking
     from orchestrator.run_notes import REPORT_HTML, SWEEP_TAG
+    from trainables import store
 
-    c = tracking.client(uri)
+    c = store.client(uri)
     parent = last_sweep(c)
     if parent is None:
         return [("MLflow UI (no sweep yet)", training_url(base, "experiments"))]
