@@ -2,15 +2,11 @@
 import contextlib
 from pathlib import Path
 
-from orchestrator import run_inputs, run_notes, tracking
-from trainables import store
+from orchestrator import run_notes, tracking
 from orchestrator.report import print_sweep_report
 from orchestrator.sweep import plan_trials, read_sweep_file, sweep_dir, tune_storage, write_sweep_file
-from trainables.config import config_from_dict, run_params
-
-TRIAL_TAG = "trial_id"
-DESIGN_POINT = "design_point"   # a grid of whole points (design: one_at_a_time) rather than a product
-
+from trainables import store
+from trainables.trial import DESIGN_POINT, trial_driver
 
 # Where the driver's seconds go before Tune starts, in order; logged as perf_driver_<phase>_s tags.
 DRIVER_PHASES = ("checks", "data_cache", "ray_init", "evaluation", "mlflow_server", "parent_run")
@@ -176,56 +172,6 @@ def trains_in_trial(base, space):
     group to start for each (seconds a trial on a small machine). Not when the space searches
     the worker layout: the trial's resources are fixed from the base config."""
     return base.num_workers == 1 and not {"num_workers", "cpus_per_worker", "use_gpu"} & set(space.params)
-
-
-def trial_driver(config, base_cfg, parent_run_id, uri, tags, in_trial=False):
-    """One Tune trial: a child MLflow run (``tags``: the driver's run_tags), trained in this
-    process (``in_trial``) or by a TorchTrainer reporting to Tune."""
-    import os
-    import time
-
-    import psutil
-    from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    from orchestrator.train import build_trainer, fit_and_close
-
-    config = dict(config)
-    searched = {**config.pop(DESIGN_POINT, {}), **config}
-    cfg = config_from_dict({**base_cfg, **searched})
-    trial_id = tune.get_context().get_trial_id()
-    # Trial start-up = trial process start -> here -> the loop's first step (perf_loop_start +
-    # perf_setup_s); the pid with the start says which process (a reused one: reuse_actors).
-    perf = {"perf_trial_process_start": f"{psutil.Process().create_time():.3f}", "perf_trial_pid": str(os.getpid()),
-            "perf_trial_start": f"{time.time():.3f}"}
-    run_id = child_run(uri, cfg, parent_run_id, trial_id, {**tags, **perf})
-    if in_trial:
-        from trainables.loop import train_loop_in_trial
-
-        fit_and_close(lambda: train_loop_in_trial({"cfg": cfg.to_dict(), "run_id": run_id, "tracking_uri": uri}),
-                      uri, run_id, cfg, cell=sorted(searched))
-        return
-    storage = cfg.storage_path + "/trials"  # absolute already: the base config was made so
-    trainer = build_trainer(cfg, run_id, uri, storage, name=f"trial-{trial_id}", callbacks=[TuneReportCallback()])
-    fit_and_close(trainer.fit, uri, run_id, cfg, cell=sorted(searched))
-
-
-def child_run(uri, cfg, parent_run_id, trial_id, tags):
-    """The trial's child run, with ``tags``; the same one when a resumed sweep runs the trial again."""
-    from mlflow.entities import RunTag
-
-    c = store.client(uri)
-    exp = store.experiment_id(c, cfg.experiment, uri)
-    found = c.search_runs([exp], filter_string=f"tags.{TRIAL_TAG} = '{trial_id}' and "
-                                               f"tags.mlflow.parentRunId = '{parent_run_id}'")
-    if found:
-        c.log_batch(found[0].info.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-        return found[0].info.run_id
-    run_id = store.start_run(uri, cfg.experiment, f"trial-{trial_id}", run_params(cfg),
-                                {**tags, TRIAL_TAG: trial_id, "kind": "trial", run_notes.SWEEP_TAG: parent_run_id},
-                                parent_run_id)
-    run_inputs.log_dataset(uri, run_id, cfg)
-    return run_id
 
 
 def summarize(uri, parent):

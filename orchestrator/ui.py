@@ -112,8 +112,9 @@ def training_url(base, route, **query):
 def sweep_links(uri, base):
     """(label, URL) of the last sweep's parent run, its trials and their curves; the experiments
     list when the store holds no sweep. Writes the trials' shared view to the experiment."""
-    from orchestrator.run_notes import REPORT_HTML, SWEEP_TAG
+    from orchestrator.run_notes import REPORT_HTML
     from trainables import store
+    from trainables.run_note import SWEEP_TAG
 
     c = store.client(uri)
     parent = last_sweep(c)
