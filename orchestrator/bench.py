@@ -57,7 +57,7 @@ SMOKE = {"sizes": "smoke", "lever_sizes": "smoke", "steps": 3, "parts": "steps,l
 def cmd_bench(args):
     import torch
 
-    from orchestrator.errors import UserError
+    from trainables.errors import UserError
 
     if args.smoke:
         for key, value in SMOKE.items():
@@ -117,7 +117,7 @@ def cmd_bench(args):
 
 
 def _names(key, text, known):
-    from orchestrator.errors import bad_value
+    from trainables.errors import bad_value
 
     names = [s.strip() for s in text.split(",") if s.strip()]
     for name in names:

@@ -13,7 +13,7 @@ Every function takes its device, so a test runs them on the CPU at the smoke siz
 import time
 
 from orchestrator.config import resolve_config
-from orchestrator.errors import first_line
+from trainables.errors import first_line
 
 # name -> the settings that differ from the trained default (fp32, contiguous, eager, noise on the device)
 VARIANTS = {

@@ -3,7 +3,7 @@ import argparse
 import importlib
 import sys
 
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 
 # Modules that each define ``add_subparser(subparsers)``; order is the help's order.
 COMMAND_MODULES = [

@@ -5,7 +5,7 @@ import math
 import os
 import tempfile
 
-from orchestrator.errors import UserError, bad_value
+from trainables.errors import UserError, bad_value
 
 # Mask tints in the order a data set lists its mask keys (bedrooms: window red, bed blue,
 # lamp yellow, picture green).

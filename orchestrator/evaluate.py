@@ -2,7 +2,7 @@
 import json
 import sys
 
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 
 
 def add_subparser(subparsers):
@@ -19,7 +19,8 @@ def cmd_evaluate(args):
     import dataclasses
 
     from orchestrator import tracking
-    from orchestrator.config import coerce
+    from trainables import store
+    from trainables.config import coerce
     from trainables.metrics.evaluate import check_sample_count, evaluate_generator
     from trainables.metrics.registry import get_metric
     from trainables.run_eval import EVAL_BATCH, resolve_extractor
@@ -43,7 +44,7 @@ def cmd_evaluate(args):
                                  n=args.n, batch_size=EVAL_BATCH, evaluator=extractor, metrics=metrics,
                                  seed=cfg.seed, data_root=cfg.data_root)
     suffix = f"_n{args.n}"
-    c = tracking.client(uri)
+    c = store.client(uri)
     for key, value in results.items():
         c.log_metric(args.run, key + suffix, float(value))
     print(json.dumps({"run": args.run, "n": args.n, **results}, indent=2))

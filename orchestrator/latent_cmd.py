@@ -14,7 +14,7 @@ import functools
 import re
 from pathlib import Path
 
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 
 BEDROOMS = "synthetic-bedrooms"
 
@@ -220,8 +220,8 @@ def _sheet_rows(args, uri, run_id, text, flag):
 
 def _sheet_path(args, uri, run_id):
     """--sheet, else the sheet folder's z.npy, else the run's logged latent/sheet/z.npy."""
-    from orchestrator import tracking
     from orchestrator.latent_runs import OUT_ROOT
+    from trainables import store
 
     if args.sheet:
         if not Path(args.sheet).is_file():
@@ -231,7 +231,7 @@ def _sheet_path(args, uri, run_id):
     if local.is_file():
         return str(local)
     try:
-        return tracking.client(uri).download_artifacts(run_id, "latent/sheet/z.npy")
+        return store.client(uri).download_artifacts(run_id, "latent/sheet/z.npy")
     except Exception:  # noqa: BLE001 - any failure: the run has no sheet
         raise UserError(f"run={run_id!r} has no contact sheet: run `dcgan-lab latent sheet --run {run_id}` "
                         f"first, or pass --sheet PATH") from None
@@ -344,14 +344,14 @@ def cmd_represent(args):
 
 
 def load_discriminator(uri, run_id, cfg):
-    from orchestrator import tracking
+    from trainables import run_logger, store
     from trainables.checkpoints import load_safe
     from trainables.models import build_discriminator
 
     try:
-        path = tracking.client(uri).download_artifacts(run_id, f"{tracking.MODEL_DIR}/discriminator.pt")
+        path = store.client(uri).download_artifacts(run_id, f"{run_logger.MODEL_DIR}/discriminator.pt")
     except Exception:  # noqa: BLE001 - any failure: the run has no D
-        raise UserError(f"run={run_id!r} has no discriminator: {tracking.MODEL_DIR}/discriminator.pt is missing") from None
+        raise UserError(f"run={run_id!r} has no discriminator: {run_logger.MODEL_DIR}/discriminator.pt is missing") from None
     netD = build_discriminator(cfg)
     netD.load_state_dict(load_safe(path))
     return netD.eval()

@@ -9,7 +9,7 @@ import re
 import sys
 from pathlib import Path
 
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 
 RUN_ID = re.compile(r"^[0-9a-f]{8,64}$")     # MLflow run ids are hex; they also name folders
 OUT_ROOT = Path("latent")
@@ -94,7 +94,7 @@ def publish(reports, configs, uri, args, name, experiment):
     """Write every report (one sub-folder per generator when there are several) and the summary,
     then log each report to its run (the summary to the sweep's parent run); print the path of
     the numbers: the summary's with several generators."""
-    from orchestrator import tracking
+    from trainables import store
     from trainables.latent.report import Report
 
     base = output_folder(args, name, list(reports))
@@ -105,7 +105,7 @@ def publish(reports, configs, uri, args, name, experiment):
     summary = summarise(experiment, reports, configs) if several else None
     if summary is not None:
         paths = Report(summary).write(base, name)
-    c = tracking.client(uri)
+    c = store.client(uri)
     for run_id, folder in written.items():
         c.log_artifacts(run_id, str(folder), f"latent/{name}")
     if summary is not None and args.sweep:

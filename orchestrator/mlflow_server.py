@@ -12,7 +12,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 
 
 def free_port():

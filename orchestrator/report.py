@@ -15,9 +15,10 @@ from orchestrator import report_data as data
 from orchestrator import report_figures as figures
 from orchestrator import report_render as render
 from orchestrator import tracking
-from orchestrator.errors import UserError
 from orchestrator.report_claims import evaluate_claims, summary_row
 from orchestrator.report_stats import group, table
+from trainables import store
+from trainables.errors import UserError
 
 REPORT_FILES = ("report.md", "tables.csv", "tables.tex", "report.html", "report.json", "runs.csv", "forest.png")
 
@@ -123,7 +124,7 @@ def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_thresho
     for name, content in files.items():
         _write_atomic(out / name, content)
     if parent is not None:
-        c = tracking.client(uri)
+        c = store.client(uri)
         for name in files:
             c.log_artifact(parent.info.run_id, str(out / name), "report")
     summary = f"{render.markdown_table(tables[0][2], table_factors)}\n\n{verdicts}"

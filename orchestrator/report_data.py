@@ -6,9 +6,10 @@ a report works on a laptop's SQLite store and on a cluster's tracking server ali
 import math
 
 from orchestrator import tracking
-from orchestrator.config import Config
-from orchestrator.errors import UserError
 from orchestrator.report_metrics import EXTRA_KEYS, METRICS
+from trainables import store
+from trainables.config import Config
+from trainables.errors import UserError
 
 # Factors a report tabulates when they vary across the runs (everything the sweeps search), besides
 # the factors of the claims being tested.
@@ -27,7 +28,7 @@ UNFINISHED = ("RUNNING", "SCHEDULED", "KILLED")   # runs without a result: left 
 
 def find_runs(uri, sweep=None, experiment=None):
     """(runs, parent run or None, label). One-line errors for an unknown sweep or experiment, or no runs."""
-    c = tracking.client(uri)
+    c = store.client(uri)
     if sweep:
         parent = tracking.get_run(uri, sweep)
         exp_ids = [parent.info.experiment_id]
@@ -162,7 +163,7 @@ def final_values(run):
 
 def records(uri, runs, factors, fd_threshold=None, with_history=True):
     """One record per run (see ``report_stats``); the FD threshold defaults to the median final FD."""
-    c = tracking.client(uri)
+    c = store.client(uri)
     maps = level_maps(runs, factors)
     out = []
     for r in runs:
@@ -248,7 +249,7 @@ def final_grid(uri, run_id, dest):
     """Download the run's last 'samples' grid image to ``dest``; None when it logged none."""
     from pathlib import Path
 
-    c = tracking.client(uri)
+    c = store.client(uri)
     try:
         files = [f.path for f in c.list_artifacts(run_id, "images")]
     except Exception:  # noqa: BLE001 - no artifacts (or unreachable): the report shows no grid

@@ -1,9 +1,9 @@
-"""What a run says about itself in the MLflow UI: its description (MLflow's run note, Markdown)
-and, for a sweep's parent, the numbers of its report as metrics a runs table can sort on.
+"""What a sweep's parent run says about itself in the MLflow UI: its description (MLflow's run
+note, Markdown) and the numbers of its report as metrics a runs table can sort on. A trial's own
+one-line description is written where it ends (``trainables/run_note.py``).
 
-A trial's description is one line: its cell (the searched values), seed, status and final FD.
-The parent's is the sweep's outcome, its claims table and where the full report is; its metrics
-are ``trials_finished``, ``trials_diverged``, ``trials_failed``, ``best_fd_final`` and for each
+The parent's description is the sweep's outcome, its claims table and where the full report is; its
+metrics are ``trials_finished``, ``trials_diverged``, ``trials_failed``, ``best_fd_final`` and for each
 claim ``claim_<claim>_effect``, ``_lo``, ``_hi`` (its primary effect and 95 % CI) and the ratio
 alternative / paper with its bounds where the effect is on log scale.
 """
@@ -11,33 +11,16 @@ import math
 import re
 import time
 
-NOTE_TAG = "mlflow.note.content"   # MLflow's run description
-NOTE_LIMIT = 8000                  # MLflow's limit on a tag's value
-SWEEP_TAG = "sweep"                # the sweep's parent run id, on the parent and on every trial
-CELL_KEYS = ("lr", "beta1", "bn_placement")   # a run's cell when no search space names it
-REPORT_HTML = "report/report.html"            # the report, in the parent run's artifacts
+from trainables import store
+from trainables.run_note import NOTE_TAG, SWEEP_TAG
 
-
-def describe_run(uri, run_id, cfg, status, cell=CELL_KEYS):
-    """A trial's (or a training run's) one-line description, once its status is known."""
-    from orchestrator import tracking
-
-    c = tracking.client(uri)
-    fd = c.get_run(run_id).data.metrics.get("fd_final", math.nan)
-    c.set_tag(run_id, NOTE_TAG, run_line(cfg.to_dict(), status, fd, cell))
-
-
-def run_line(params, status, fd_final, cell=CELL_KEYS):
-    values = ", ".join(f"{k}={params[k]}" for k in cell if k in params and k != "seed")
-    fd = f"final FD {fd_final:.4g}" if math.isfinite(fd_final) else "no final FD"
-    return f"cell {values or '(base config)'} · seed {params.get('seed', '?')} · {status} · {fd}"
+NOTE_LIMIT = 8000                    # MLflow's limit on a tag's value
+REPORT_HTML = "report/report.html"   # the report, in the parent run's artifacts
 
 
 def start_sweep(uri, parent):
     """Tag the parent with its own id, as its trials are: one filter lists the whole sweep."""
-    from orchestrator import tracking
-
-    tracking.client(uri).set_tag(parent, SWEEP_TAG, parent)
+    store.client(uri).set_tag(parent, SWEEP_TAG, parent)
 
 
 def describe_sweep(uri, parent, result):
@@ -45,9 +28,7 @@ def describe_sweep(uri, parent, result):
     the report ``result`` (None when there was no report)."""
     from mlflow.entities import Metric, RunTag
 
-    from orchestrator import tracking
-
-    c = tracking.client(uri)
+    c = store.client(uri)
     run = c.get_run(parent)
     trials = c.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'",
                            max_results=10000)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.config import load_sweep_settings, parse_overrides, preset_names, resolve_config
-from orchestrator.errors import UserError, bad_value
+from trainables.errors import UserError, bad_value
 
 SEARCH_MODES = ("tpe", "grid", "random")
 SWEEP_FILE = "sweep.json"   # beside Tune's state: the parent run id, for --resume

@@ -2,14 +2,11 @@
 import contextlib
 from pathlib import Path
 
-from orchestrator import run_inputs, run_notes, tracking
-from orchestrator.config import config_from_dict, run_params
+from orchestrator import run_notes, tracking
 from orchestrator.report import print_sweep_report
 from orchestrator.sweep import plan_trials, read_sweep_file, sweep_dir, tune_storage, write_sweep_file
-
-TRIAL_TAG = "trial_id"
-DESIGN_POINT = "design_point"   # a grid of whole points (design: one_at_a_time) rather than a product
-
+from trainables import store
+from trainables.trial import DESIGN_POINT, trial_driver
 
 # Where the driver's seconds go before Tune starts, in order; logged as perf_driver_<phase>_s tags.
 DRIVER_PHASES = ("checks", "data_cache", "ray_init", "evaluation", "mlflow_server", "parent_run")
@@ -44,7 +41,7 @@ def run_sweep(preset, base, space, settings, points, resume=False):
         if resume:
             parent = read_sweep_file(d)["parent_run_id"]
         else:
-            parent = tracking.start_run(
+            parent = store.start_run(
                 uri, base.experiment, d.name,
                 {**{f"sweep_{k}": v for k, v in settings.items()}, "sweep_space": space.name, **base.to_dict()},
                 {**run_tags(), "kind": "sweep", "space_file": space.path})
@@ -52,15 +49,15 @@ def run_sweep(preset, base, space, settings, points, resume=False):
             write_sweep_file(d, {"parent_run_id": parent, "preset": preset, "settings": settings,
                                  "storage_path": base.storage_path})
         clock.lap("parent_run")
-        tracking.client(uri).set_tag(parent, "perf_driver_start", f"{clock.started:.3f}")
+        store.client(uri).set_tag(parent, "perf_driver_start", f"{clock.started:.3f}")
         for phase, seconds in clock.seconds.items():
-            tracking.client(uri).set_tag(parent, f"perf_driver_{phase}_s", f"{seconds:.3f}")
+            store.client(uri).set_tag(parent, f"perf_driver_{phase}_s", f"{seconds:.3f}")
         results = run_tuner(d, base, space, settings, points, parent, uri, resume)
         summary = summarize(uri, parent)
-        tracking.client(uri).set_tag(parent, "n_trials", len(results))
+        store.client(uri).set_tag(parent, "n_trials", len(results))
         report = print_sweep_report(uri, parent, Path(d) / "report")
         run_notes.describe_sweep(uri, parent, report)
-        tracking.end_run(uri, parent)
+        store.end_run(uri, parent)
     return summary if report is None else f"parent run {parent}; open the MLflow UI with: dcgan-lab ui"
 
 
@@ -87,8 +84,8 @@ def tracking_for_sweep(store_uri, d):
     if not store_uri.startswith("sqlite:///"):
         yield store_uri
         return
-    tracking.open_store(store_uri)  # created here under the store's lock, not by the server
-    artifacts = tracking._artifact_root(store_uri)
+    store.open_store(store_uri)  # created here under the store's lock, not by the server
+    artifacts = store.artifact_root(store_uri)
     with local_server(store_uri, artifacts, Path(d) / "mlflow-server.log") as uri:
         yield uri
 
@@ -131,10 +128,10 @@ def run_tuner(d, base, space, settings, points, parent, uri, resume):
                                       failure_config=tune.FailureConfig(max_failures=base.max_failures if in_trial else 0)),
         )
     # Where the sweep's wall time goes: ``dcgan-lab bench`` reads these with the trials' perf_* metrics.
-    tracking.client(uri).set_tag(parent, "perf_ray_init_s", f"{RAY_INIT_SECONDS.get('seconds', 0.0):.3f}")
-    tracking.client(uri).set_tag(parent, "perf_tuner_start", f"{time.time():.3f}")
+    store.client(uri).set_tag(parent, "perf_ray_init_s", f"{RAY_INIT_SECONDS.get('seconds', 0.0):.3f}")
+    store.client(uri).set_tag(parent, "perf_tuner_start", f"{time.time():.3f}")
     results = tuner.fit()
-    tracking.client(uri).set_tag(parent, "perf_tuner_end", f"{time.time():.3f}")
+    store.client(uri).set_tag(parent, "perf_tuner_end", f"{time.time():.3f}")
     return results
 
 
@@ -177,59 +174,9 @@ def trains_in_trial(base, space):
     return base.num_workers == 1 and not {"num_workers", "cpus_per_worker", "use_gpu"} & set(space.params)
 
 
-def trial_driver(config, base_cfg, parent_run_id, uri, tags, in_trial=False):
-    """One Tune trial: a child MLflow run (``tags``: the driver's run_tags), trained in this
-    process (``in_trial``) or by a TorchTrainer reporting to Tune."""
-    import os
-    import time
-
-    import psutil
-    from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    from orchestrator.train import build_trainer, fit_and_close
-
-    config = dict(config)
-    searched = {**config.pop(DESIGN_POINT, {}), **config}
-    cfg = config_from_dict({**base_cfg, **searched})
-    trial_id = tune.get_context().get_trial_id()
-    # Trial start-up = trial process start -> here -> the loop's first step (perf_loop_start +
-    # perf_setup_s); the pid with the start says which process (a reused one: reuse_actors).
-    perf = {"perf_trial_process_start": f"{psutil.Process().create_time():.3f}", "perf_trial_pid": str(os.getpid()),
-            "perf_trial_start": f"{time.time():.3f}"}
-    run_id = child_run(uri, cfg, parent_run_id, trial_id, {**tags, **perf})
-    if in_trial:
-        from trainables.loop import train_loop_in_trial
-
-        fit_and_close(lambda: train_loop_in_trial({"cfg": cfg.to_dict(), "run_id": run_id, "tracking_uri": uri}),
-                      uri, run_id, cfg, cell=sorted(searched))
-        return
-    storage = cfg.storage_path + "/trials"  # absolute already: the base config was made so
-    trainer = build_trainer(cfg, run_id, uri, storage, name=f"trial-{trial_id}", callbacks=[TuneReportCallback()])
-    fit_and_close(trainer.fit, uri, run_id, cfg, cell=sorted(searched))
-
-
-def child_run(uri, cfg, parent_run_id, trial_id, tags):
-    """The trial's child run, with ``tags``; the same one when a resumed sweep runs the trial again."""
-    from mlflow.entities import RunTag
-
-    c = tracking.client(uri)
-    exp = tracking.experiment_id(c, cfg.experiment, uri)
-    found = c.search_runs([exp], filter_string=f"tags.{TRIAL_TAG} = '{trial_id}' and "
-                                               f"tags.mlflow.parentRunId = '{parent_run_id}'")
-    if found:
-        c.log_batch(found[0].info.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-        return found[0].info.run_id
-    run_id = tracking.start_run(uri, cfg.experiment, f"trial-{trial_id}", run_params(cfg),
-                                {**tags, TRIAL_TAG: trial_id, "kind": "trial", run_notes.SWEEP_TAG: parent_run_id},
-                                parent_run_id)
-    run_inputs.log_dataset(uri, run_id, cfg)
-    return run_id
-
-
 def summarize(uri, parent):
     """A Markdown table of the child runs; the best one's id goes to the parent run."""
-    c = tracking.client(uri)
+    c = store.client(uri)
     exp = c.get_run(parent).info.experiment_id
     runs = c.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
     keys = ("lr", "beta1", "bn_placement", "seed")

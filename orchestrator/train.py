@@ -3,9 +3,11 @@ import os
 import sys
 from pathlib import Path
 
-from orchestrator import run_inputs, run_notes
-from orchestrator.config import preset_names, resolve_config, run_params
-from orchestrator.errors import UserError, first_line
+from orchestrator.config import preset_names, resolve_config
+from trainables import run_inputs
+from trainables.config import run_params
+from trainables.errors import UserError, first_line
+from trainables.trial import build_trainer, fit_and_close
 
 
 def add_subparser(subparsers):
@@ -51,6 +53,7 @@ def print_dry_run(cfg):
 def run_training(cfg, run_name="train", parent_run_id=None, tags=None):
     """Start Ray if needed, create the MLflow run, train, and close the run with its status."""
     from orchestrator import tracking
+    from trainables import store
     from trainables.run_eval import prepare_evaluation
 
     cfg = with_absolute_paths(cfg)
@@ -62,47 +65,11 @@ def run_training(cfg, run_name="train", parent_run_id=None, tags=None):
     check_resources(cfg)
     storage = prepare_storage(cfg.storage_path)
 
-    run_id = tracking.start_run(uri, cfg.experiment, run_name, run_params(cfg),
-                                {**run_tags(), **(tags or {})}, parent_run_id)
+    run_id = store.start_run(uri, cfg.experiment, run_name, run_params(cfg),
+                             {**run_tags(), **(tags or {})}, parent_run_id)
     run_inputs.log_dataset(uri, run_id, cfg)
     trainer = build_trainer(cfg, run_id, uri, storage, name=f"train-{run_id}")
     return run_id, fit_and_close(trainer.fit, uri, run_id, cfg)
-
-
-def fit_and_close(fit, uri, run_id, cfg, cell=run_notes.CELL_KEYS):
-    """Train (``fit()``, with system metrics if the config asks), then close the MLflow run:
-    FAILED on an error; else the status rank 0 tagged (``finished`` or ``diverged``). The run's
-    description says how it ended (``cell``: the config keys that name its cell)."""
-    from orchestrator import tracking
-
-    status = "failed"
-    try:
-        with tracking.system_metrics(uri, run_id, cfg.system_metrics):
-            fit()
-        status = tracking.client(uri).get_run(run_id).data.tags.get("status", "finished")
-    finally:
-        tracking.client(uri).set_tag(run_id, "status", status)
-        run_notes.describe_run(uri, run_id, cfg, status, cell)
-        tracking.end_run(uri, run_id, "FAILED" if status == "failed" else "FINISHED")
-    return status
-
-
-def build_trainer(cfg, run_id, uri, storage, name, callbacks=()):
-    """The Ray Train driver of one run: DDP workers from the config, checkpoints in ``storage``."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from trainables.loop import train_loop_per_worker
-
-    return TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"cfg": cfg.to_dict(), "run_id": run_id, "tracking_uri": uri},
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                     resources_per_worker={"CPU": cfg.cpus_per_worker}),
-        run_config=RunConfig(name=name, storage_path=storage, callbacks=list(callbacks),
-                             failure_config=FailureConfig(max_failures=cfg.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
-    )
 
 
 RAY_INIT_SECONDS = {}   # {"seconds": s} once this process started or joined Ray (the sweep logs it)

@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlencode
 
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 
 TRAINING_VIEW = {"workflowType": "machine_learning"}
 VIEW_TAG = "mlflow.sharedViewState."   # + key: MLflow's shared view of an experiment's runs page
@@ -110,7 +110,8 @@ def training_url(base, route, **query):
 def sweep_links(base):
     """(label, URL) of the last sweep's parent run, its trials and their curves; the experiments
     list when the store holds no sweep. Writes the trials' shared view to the experiment."""
-    from orchestrator.run_notes import REPORT_HTML, SWEEP_TAG
+    from orchestrator.run_notes import REPORT_HTML
+    from trainables.run_note import SWEEP_TAG
 
     parent = last_sweep(base)
     if parent is None:

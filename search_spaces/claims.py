@@ -11,7 +11,7 @@ A claims file declares, before any run is seen, what each claim predicts and on 
         quote: "We found the suggested learning rate of 0.001, to be too high, using 0.0002 instead."
         section: "4"
 
-The paper's level is the config's default for the factor (``orchestrator/config.py``); a file may
+The paper's level is the config's default for the factor (``trainables/config.py``); a file may
 set ``paper:`` to compare against another level. Every metric of ``predict`` other than the
 primary is a secondary: reported, corrected for multiplicity, never deciding the verdict.
 """
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.config import FIELDS, Config, coerce
-from orchestrator.errors import UserError, bad_value
 from orchestrator.report_metrics import METRICS
 from search_spaces.loader import find_yaml
+from trainables.config import FIELDS, Config, coerce
+from trainables.errors import UserError, bad_value
 
 CLAIMS_DIR = Path(__file__).parent / "claims"
 DIRECTIONS = {"higher": 1, "lower": -1}   # the predicted sign of alt − paper

@@ -22,8 +22,8 @@ from typing import Optional
 
 import yaml
 
-from orchestrator.config import FIELDS, Config, coerce
-from orchestrator.errors import UserError, bad_value
+from trainables.config import FIELDS, Config, coerce
+from trainables.errors import UserError, bad_value
 
 SPACE_DIR = Path(__file__).parent
 

@@ -87,8 +87,8 @@ def test_runs_carry_kind_notes_dataset_and_system_metrics(smoke_sweep):
     import dataclasses
 
     from orchestrator.config import resolve_config
-    from orchestrator.run_inputs import dataset_digest
     from trainables.loop import data_request
+    from trainables.run_inputs import dataset_digest
 
     client, parent, trials = smoke_sweep["client"], smoke_sweep["parent"], smoke_sweep["trials"]
     assert smoke_sweep["exp"].tags["mlflow.experimentKind"] == "custom_model_development"

@@ -153,19 +153,19 @@ def test_evaluate_and_latent_sheet_at_once_on_one_store(trained, evaluator_cache
 
 _OPEN_TOGETHER = """
 import os, sys, time
-from orchestrator import tracking
+from trainables import store
 uri, barrier, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 open(os.path.join(barrier, str(os.getpid())), "w").close()
 while len(os.listdir(barrier)) < n:   # every process imported: all open the fresh store now
     time.sleep(0.01)
-c = tracking.client(uri)
-print(tracking.experiment_id(c, "created-at-once", uri))
+c = store.client(uri)
+print(store.experiment_id(c, "created-at-once", uri))
 """
 
 
 def test_many_processes_create_one_store_at_once(tmp_path, figure):
     """MLflow alone fails here (4 processes: all 4 died in its schema migration, "duplicate
-    column name: step"); through ``tracking.client`` each process opens the store and they
+    column name: step"); through ``store.client`` each process opens the store and they
     agree on one experiment."""
     n = N_TRAIN
     uri = "sqlite:///" + str(tmp_path / "mlflow.db")
@@ -184,12 +184,12 @@ def test_a_write_outlasting_sqlites_busy_wait_is_retried(tmp_path, figure):
     """Another connection holds the store's write lock for longer than MLflow's busy wait (20 s):
     the call is run again until the lock goes, and writes once. With too short a bound for the
     same wait, one line (UserError) instead of a traceback."""
-    from orchestrator import tracking
-    from orchestrator.errors import UserError
+    from trainables import store
+    from trainables.errors import UserError
 
     uri = "sqlite:///" + str(tmp_path / "mlflow.db")
-    c = tracking.client(uri)
-    run_id = tracking.start_run(uri, "locked", "r", {}, {})
+    c = store.client(uri)
+    run_id = store.start_run(uri, "locked", "r", {}, {})
     raw = MlflowClient(uri)   # no retry of its own: the calls below count the attempts
     holder = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN EXCLUSIVE")
@@ -203,13 +203,13 @@ def test_a_write_outlasting_sqlites_busy_wait_is_retried(tmp_path, figure):
 
     def give_up():
         try:
-            tracking.retry_when_locked(uri, lambda: raw.set_tag(run_id, "never", "x"), limit_s=0)
+            store.retry_when_locked(uri, lambda: raw.set_tag(run_id, "never", "x"), limit_s=0)
         except UserError as err:
             outcome["error"] = str(err)
 
     quitter = threading.Thread(target=give_up)
     quitter.start()
-    tracking.retry_when_locked(uri, write)
+    store.retry_when_locked(uri, write)
     quitter.join()
     release.join()
     tags = c.get_run(run_id).data.tags

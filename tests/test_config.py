@@ -2,8 +2,9 @@
 import pytest
 
 from conftest import run_cli
-from orchestrator.config import Config, parse_overrides, preset_names, resolve_config
-from orchestrator.errors import UserError
+from orchestrator.config import parse_overrides, preset_names, resolve_config
+from trainables.config import Config
+from trainables.errors import UserError
 
 
 def test_defaults_are_the_papers():

@@ -41,7 +41,7 @@ def test_one_rank_non_finite_stops_both_ranks_at_the_same_step(ray_local, mlflow
 def test_a_malformed_injection_hook_is_refused_before_anything_runs():
     import pytest
 
-    from orchestrator.errors import UserError
+    from trainables.errors import UserError
 
     with pytest.raises(UserError, match=r"inject_nan='1@4' is not allowed: RANK:STEP \(two integers\) or empty"):
         resolve_config("smoke", {"inject_nan": "1@4"})

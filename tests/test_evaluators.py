@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from fake_datasets import write_celeba, write_mnist
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 from trainables.metrics.evaluate import evaluate_generator, fd_speed, reference_embedding
 from trainables.metrics.evaluators import get_evaluator, held_out_scores, real_batches
 from trainables.metrics.fid import resolve_feature_extractor

@@ -99,7 +99,7 @@ def test_tracking_server_down_30s_during_training(tmp_path, figure):
 
 _LOGGER = """
 import sys
-from orchestrator.tracking import RunLogger
+from trainables.run_logger import RunLogger
 uri, run_id, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 logger = RunLogger(uri, run_id)
 for step in range(1, n + 1):
@@ -111,13 +111,13 @@ sys.exit(0 if logger.flush(retries=30) else 1)
 def test_eight_concurrent_trials_log_every_step(tmp_path, figure):
     """Eight processes log five metrics every step through the sweep's local MLflow server on the
     default SQLite store (what eight concurrent trials do): no metric lost, no "database is locked"."""
-    from orchestrator import tracking
     from orchestrator.mlflow_server import local_server
+    from trainables.store import artifact_root, start_run
 
     store = "sqlite:///" + str(tmp_path / "mlflow.db")
     n_procs, n_steps = 8, 200
-    with local_server(store, tracking._artifact_root(store), tmp_path / "server.log") as uri:
-        runs = [tracking.start_run(uri, "load", f"trial-{i}", {"i": i}, {"kind": "trial"}) for i in range(n_procs)]
+    with local_server(store, artifact_root(store), tmp_path / "server.log") as uri:
+        runs = [start_run(uri, "load", f"trial-{i}", {"i": i}, {"kind": "trial"}) for i in range(n_procs)]
         t0 = time.time()
         procs = [subprocess.Popen([sys.executable, "-c", _LOGGER, uri, run_id, str(n_steps)], cwd=ROOT,
                                   env=_env(), stderr=subprocess.PIPE, text=True) for run_id in runs]
@@ -172,8 +172,8 @@ def test_checkpoint_writes_are_atomic_and_damaged_files_refused(tmp_path, figure
     cut short, as a non-atomic write leaves it after a crash, is refused, never loaded."""
     import torch
 
-    from orchestrator.errors import UserError
     from trainables.checkpoints import load_safe, save_atomic
+    from trainables.errors import UserError
 
     path = tmp_path / "state.pt"
     save_atomic({"step": 6, "w": torch.ones(1000)}, path)
@@ -190,7 +190,7 @@ def test_checkpoint_writes_are_atomic_and_damaged_files_refused(tmp_path, figure
 _DISK_FULL = """
 import resource, signal, sys
 import torch
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 from orchestrator.train import prepare_storage
 from trainables.checkpoints import save_atomic
 folder = sys.argv[1]

@@ -14,8 +14,9 @@ from mlflow import MlflowClient
 from torch import nn
 
 from conftest import ROOT, run_cli
-from orchestrator.config import resolve_config, run_params
-from orchestrator.errors import UserError
+from orchestrator.config import resolve_config
+from trainables.config import run_params
+from trainables.errors import UserError
 from orchestrator.sweep import plan_trials
 from search_spaces.loader import load_space
 from trainables.checkpoints import restore_training_state, training_state
@@ -196,8 +197,8 @@ def test_out_of_memory_names_the_setting():
 
 def _sync_bn_worker(config):
     """One gloo rank: the loop's conversion of a sync_bn config, then a sample drawn on rank 0 alone."""
-    from orchestrator.config import Config
     from trainables.accel import convert_net
+    from trainables.config import Config
     from trainables.session import TrainSession
 
     cfg = Config(**config["cfg"])  # validate() keeps sync_bn to CUDA; the conversion runs anywhere

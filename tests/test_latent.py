@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from conftest import run_cli
-from orchestrator import tracking
+from trainables import run_logger, store
 from orchestrator.cli import main
 from orchestrator.config import resolve_config
 from trainables.latent.recipes import RECIPES
@@ -190,12 +190,12 @@ def lab(tmp_path_factory):
         spec = dataclasses.replace(evaluators.EVALUATORS[dataset], n_train=n_train, epochs=2)
         state = evaluators.train_evaluator(spec, dataset, 32, 3, seed=0)
         save_atomic(state, cache_path("evaluators", f"{dataset}-32px-nc3-v{evaluators.EVALUATOR_VERSION}-seed0"))
-    sweep = tracking.start_run(uri, "latent-test", "sweep", {}, {"kind": "sweep"})
+    sweep = store.start_run(uri, "latent-test", "sweep", {}, {"kind": "sweep"})
     faces = [_log_fitted_generator(uri, "synthetic-faces", seed, parent=sweep) for seed in range(3)]
-    tracking.end_run(uri, sweep)
+    store.end_run(uri, sweep)
     yield {"uri": uri, "root": root, "faces": faces[0], "all_faces": faces, "sweep": sweep,
            "bedrooms": _log_fitted_generator(uri, "synthetic-bedrooms", 0),
-           "empty": tracking.start_run(uri, "latent-test", "no-model", {}, {})}
+           "empty": store.start_run(uri, "latent-test", "no-model", {}, {})}
     torch.set_num_threads(old_threads)
     if old_cache is None:
         del os.environ["DCGAN_LAB_CACHE"]
@@ -218,12 +218,12 @@ def _log_fitted_generator(uri, dataset, seed, parent=None):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    run_id = tracking.start_run(uri, "latent-test", dataset, cfg.to_dict(), {}, parent_run_id=parent)
-    logger = tracking.RunLogger(uri, run_id)
-    logger.artifact_bytes(tracking.torch_bytes(netG.state_dict()), tracking.MODEL_DIR, "generator.pt")
-    logger.artifact_bytes(tracking.torch_bytes(netD.state_dict()), tracking.MODEL_DIR, "discriminator.pt")
-    logger.artifact_bytes(yaml.safe_dump(cfg.to_dict()).encode(), tracking.MODEL_DIR, "config.yaml")
-    tracking.end_run(uri, run_id)
+    run_id = store.start_run(uri, "latent-test", dataset, cfg.to_dict(), {}, parent_run_id=parent)
+    logger = run_logger.RunLogger(uri, run_id)
+    logger.artifact_bytes(run_logger.torch_bytes(netG.state_dict()), run_logger.MODEL_DIR, "generator.pt")
+    logger.artifact_bytes(run_logger.torch_bytes(netD.state_dict()), run_logger.MODEL_DIR, "discriminator.pt")
+    logger.artifact_bytes(yaml.safe_dump(cfg.to_dict()).encode(), run_logger.MODEL_DIR, "config.yaml")
+    store.end_run(uri, run_id)
     return run_id
 
 
@@ -236,7 +236,7 @@ def _cli(lab, *args, out=None):
 
 
 def _artifacts(lab, run_id, path):
-    return {os.path.basename(f.path) for f in tracking.client(lab["uri"]).list_artifacts(run_id, path)}
+    return {os.path.basename(f.path) for f in store.client(lab["uri"]).list_artifacts(run_id, path)}
 
 
 def _has_interval(stat, unit, n):

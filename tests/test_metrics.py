@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 from trainables.metrics.coverage import (COVERAGE_ATTRS, attributes_to_combos, combos_to_frequencies, coverage_kl,
                                          coverage_modes)
 from trainables.metrics.fid import find_inception_weights, resolve_feature_extractor

@@ -17,7 +17,7 @@ from scipy import stats as sps
 
 from conftest import run_cli
 from orchestrator import report_model as model
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 from orchestrator.report import REPORT_FILES, build_report
 from orchestrator.report_claims import evaluate_claims
 from orchestrator.report_data import canonical

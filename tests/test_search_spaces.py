@@ -1,8 +1,8 @@
 """Search spaces: the shipped files load, convert to Tune and Optuna, enumerate, and bad files fail on one line."""
 import pytest
 
-from orchestrator.config import Config
-from orchestrator.errors import UserError
+from trainables.config import Config
+from trainables.errors import UserError
 from search_spaces.loader import (grid_points, load_space, paper_defaults, space_names, to_optuna,
                                   to_tune)
 

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from orchestrator.config import resolve_config
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 
 
 class _Payload:
@@ -50,17 +50,17 @@ def test_planted_checkpoint_is_refused(tmp_path, figure):
 def test_planted_generator_artifact_is_refused(tmp_path, mlflow_uri, capsys, figure):
     """A run whose model/generator.pt is a planted pickle: ``sample`` (and every command that
     reloads G) refuses it with one line, runs nothing and writes nothing."""
-    from orchestrator import tracking
     from orchestrator.cli import main
-    from orchestrator.tracking import MODEL_DIR
+    from trainables import store
+    from trainables.run_logger import MODEL_DIR
 
     marker = tmp_path / "pwned"
     cfg = resolve_config("smoke")
-    run_id = tracking.start_run(mlflow_uri, cfg.experiment, "planted", cfg.to_dict(), {})
+    run_id = store.start_run(mlflow_uri, cfg.experiment, "planted", cfg.to_dict(), {})
     model = tmp_path / "upload"
     _plant(model / "generator.pt", marker)
     (model / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
-    tracking.client(mlflow_uri).log_artifacts(run_id, str(model), MODEL_DIR)
+    store.client(mlflow_uri).log_artifacts(run_id, str(model), MODEL_DIR)
 
     out = tmp_path / "grid.png"
     assert main(["sample", "--run", run_id, "--out", str(out), "--mlflow-uri", mlflow_uri]) == 2

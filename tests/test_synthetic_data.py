@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 import fake_datasets
 from conftest import ROOT, run_cli
 from orchestrator import cli
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 from trainables.data import DataRequest, build_dataset, get_entry
 from trainables.data import synthetic_bedrooms, synthetic_faces
 from trainables.data.render import render_speed

@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 
 import fake_datasets
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 from trainables.data import DataRequest, build_dataset, get_entry
 
 WRITERS = {

@@ -133,7 +133,7 @@ def test_train_on_real_format_files(ray_local, mlflow_uri, tmp_path):
 
 
 def test_resources_that_never_fit_fail_fast(ray_local, mlflow_uri, tmp_path):
-    from orchestrator.errors import UserError
+    from trainables.errors import UserError
 
     with pytest.raises(UserError, match="num_workers=4"):
         run_training(_smoke(mlflow_uri, tmp_path, num_workers=4, cpus_per_worker=1, batch_size=16))

@@ -31,7 +31,7 @@ def save_atomic(obj, path):
 def load_safe(path, map_location="cpu"):
     """Tensors and plain containers only. A file that holds anything else (pickled code) or is cut
     short is refused with one line naming it; nothing in it runs."""
-    from orchestrator.errors import UserError, first_line
+    from trainables.errors import UserError, first_line
 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from trainables.accel import configure_backends, memory_named, prepare_nets
 from trainables.checkpoints import restore_training_state, training_state
+from trainables.config import config_from_dict
 from trainables.data import DataRequest, build_dataset
 from trainables.data.cache import open_cache
 from trainables.data.sampler import ResumableBatchSampler
@@ -21,6 +22,7 @@ from trainables.metrics.stability import DIVERGED
 from trainables.models import build_models, sample_z
 from trainables.perf import PhaseClock
 from trainables.run_eval import RunEvaluator
+from trainables.run_logger import MODEL_DIR, RunLogger, torch_bytes
 from trainables.step import GANStep, StepMode, all_ranks, generate, make_optimizers, noise_generator, reduce_outputs
 
 
@@ -76,8 +78,6 @@ def train_loop_in_trial(config):
 def train_loop(config, session):
     import ray
 
-    from orchestrator.config import config_from_dict
-    from orchestrator.tracking import RunLogger
 
     clock = PhaseClock()
     cfg = config_from_dict(config["cfg"])
@@ -192,7 +192,6 @@ def train_loop(config, session):
 def _log_final_models(logger, netG, netD, cfg, status, step):
     import yaml
 
-    from orchestrator.tracking import MODEL_DIR, torch_bytes
 
     logger.artifact_bytes(torch_bytes(getattr(netG, "module", netG).state_dict()), MODEL_DIR, "generator.pt")
     logger.artifact_bytes(torch_bytes(getattr(netD, "module", netD).state_dict()), MODEL_DIR, "discriminator.pt")

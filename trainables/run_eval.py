@@ -23,7 +23,7 @@ NOT_IN_RUN = ("kid", "pr")
 
 def resolve_extractor(cfg):
     """(extractor, note), or (None, reason) where evaluation is off or impossible."""
-    from orchestrator.errors import UserError
+    from trainables.errors import UserError
     from trainables.metrics.fid import resolve_feature_extractor
 
     if cfg.eval_every == 0:

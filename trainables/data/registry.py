@@ -9,7 +9,7 @@ float image bit for bit (what the data cache relies on).
 from dataclasses import dataclass
 from typing import Callable
 
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from orchestrator.errors import bad_value
 from trainables.data.registry import DataRequest, build_dataset, get_entry
+from trainables.errors import bad_value
 
 SUPERSAMPLE = 3                    # draw at 3x and box-filter down: anti-aliased edges at PIL's speed
 SIZES = (16, 32, 64, 128)          # powers of two the renderers support

@@ -38,8 +38,8 @@ from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, is_image_file
 
-from orchestrator.errors import UserError, bad_value
 from trainables.data.registry import register_dataset
+from trainables.errors import UserError, bad_value
 
 DOWNLOAD_HINT = "fetch it with --set download=true on a machine with internet"
 LSUN_HINT = ("torchvision cannot download LSUN: get the bedroom LMDBs with download.py -c bedroom "

@@ -1,8 +1,8 @@
 """Real images for the experiments that compare with data: a fixed set per split."""
 import torch
 
-from orchestrator.errors import UserError
 from trainables.data import DataRequest, build_dataset, get_entry
+from trainables.errors import UserError
 
 LOAD_BATCH = 500
 

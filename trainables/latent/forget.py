@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch.nn import functional as F
 
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 from trainables.latent.figures import grid, mask_overlay, side_by_side, titled
 from trainables.latent.generator import hidden_features, render, render_dropped
 from trainables.latent.report import Report

@@ -6,7 +6,7 @@ yaw: ``looking_left`` and ``looking_right`` (|yaw| over YAW_TURNED).
 """
 import torch
 
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 from trainables.latent.generator import render
 from trainables.models import sample_z
 

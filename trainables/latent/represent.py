@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from torch.nn import functional as F
 
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 from trainables.latent.figures import from_matplotlib, pyplot
 from trainables.latent.generator import calibrate_bn
 from trainables.latent.report import Report

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 from trainables.metrics.cache import cache_path, load_cached, save_atomic
 from trainables.metrics.evaluators import get_evaluator, real_batches
 from trainables.metrics.frechet import FeatureStats, all_reduce_stats

@@ -14,9 +14,9 @@ import torch
 import torch.distributed as dist
 from torch.nn import functional as F
 
-from orchestrator.errors import UserError
 from trainables.data import DataRequest, build_dataset, get_entry
 from trainables.data.synthetic_faces import HAIR_COLORS, SKIN_TONES
+from trainables.errors import UserError
 from trainables.metrics.cache import cache_path, load_cached, save_atomic
 from trainables.metrics.evaluator_nets import HeadNet, SegNet
 

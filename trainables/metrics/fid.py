@@ -12,7 +12,7 @@ import os
 import torch
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 from trainables.metrics.evaluators import BASE_METRICS, get_evaluator
 
 FEATURE_EXTRACTORS = ("auto", "domain", "inception")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from orchestrator.errors import UserError
+from trainables.errors import UserError
 
 # Result keys. ``{ev}`` is the evaluator's name ("faces", "bedrooms", "mnist", "inception").
 FD = "fd_{ev}"

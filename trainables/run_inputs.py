@@ -14,9 +14,9 @@ DIGEST_CHARS = 10   # MLflow suggests 8-10 characters and allows 36
 
 def log_dataset(uri, run_id, cfg):
     """Log the run's training set as its input (context ``training``)."""
-    from orchestrator import tracking
+    from trainables import store
 
-    tracking.client(uri).log_inputs(run_id, datasets=[dataset_input(cfg)])
+    store.client(uri).log_inputs(run_id, datasets=[dataset_input(cfg)])
 
 
 def dataset_input(cfg):
