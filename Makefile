@@ -1,10 +1,11 @@
-# dcgan-lab: `make sweep` runs the main job, `make test` the test suite; both set up .venv first.
+# dcgan-lab: `make sweep` runs the main job, `make test` the test suite, `make check` the linter and
+# the fast tier (no Ray, no server, no browser); all set up .venv first.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: sweep test bench install clean
+.PHONY: sweep test check bench install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +19,10 @@ sweep: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 bench: $(STAMP)
 	$(BIN)/dcgan-lab bench

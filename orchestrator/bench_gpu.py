@@ -105,7 +105,8 @@ def step_variants(size, steps, device, variants=VARIANTS):
         noise_device = "cpu" if settings.get("host_noise") else device
         warmup = 10 if cfg.compile != "none" else 5   # compilation and CUDA-graph recording
         try:
-            seconds, finite = timed(lambda i: step(real, noise_generator(0, 0, i, noise_device)), steps, warmup, device)
+            seconds, finite = timed(lambda i, step=step, real=real, dev=noise_device: step(real, noise_generator(0, 0, i, dev)),
+                                    steps, warmup, device)
         except Exception as err:  # noqa: BLE001 - a variant that cannot run is a result, not the end of the bench
             out[name] = {"error": first_line(err)}
             continue

@@ -139,6 +139,7 @@ def search_setup(space, settings, points, base, d):
     """(search_alg, param_space, num_samples) for tpe, grid or random. TPE's study lives in an
     SQLite RDB in the sweep's folder, so its history outlives the driver."""
     from ray import tune
+
     from search_spaces.loader import paper_defaults, to_optuna, to_tune
 
     mode = settings["search"]

@@ -169,7 +169,8 @@ def rest(base, endpoint, **body):
         with urllib.request.urlopen(req, timeout=60) as r:
             return json.loads(r.read() or b"{}")
     except urllib.error.HTTPError as err:
-        raise UserError(f"mlflow_uri={base!r}: {endpoint} answered {err.code}: {err.read()[:200].decode(errors='replace')}") from None
+        answer = err.read()[:200].decode(errors="replace")
+        raise UserError(f"mlflow_uri={base!r}: {endpoint} answered {err.code}: {answer}") from None
     except OSError as err:
         raise UserError(f"mlflow_uri={base!r} cannot be reached: {err}") from None
 

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-
 UNKNOWN_RUN = "0123456789abcdef0123456789abcdef"
 RAY_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\t(INFO|WARNING) \S+\.py:\d+ -- ")
 
@@ -206,9 +205,8 @@ def test_catalogue_figure(outcomes, figure):
 def test_corrupt_image_in_folder_is_skipped_with_a_count(tmp_path):
     """The chosen policy (README, "Data sets"): a readable folder with some broken files trains on
     the rest and says how many it skipped."""
-    from PIL import Image
-
     from conftest import run_cli
+    from PIL import Image
 
     (tmp_path / "imgs").mkdir()
     for i in range(3):

@@ -4,6 +4,7 @@ import json
 import math
 
 from conftest import run_cli
+
 from orchestrator.bench_levers import LEVERS
 from orchestrator.sweep_run import DRIVER_PHASES
 

@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-
 from conftest import run_cli
+from mlflow import MlflowClient
 
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags, Chromium's own connections are refused on a closed network.

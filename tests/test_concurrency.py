@@ -19,9 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-
 from conftest import ROOT, run_cli
+from mlflow import MlflowClient
 
 LOSS_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "d_fake_g")
 N_TRAIN, N_STEPS = 6, 12        # the smoke preset's 12 steps, each logged
@@ -143,7 +142,8 @@ def test_evaluate_and_latent_sheet_at_once_on_one_store(trained, evaluator_cache
     problems = [_problems(r.stderr) for r in results]
     figure(f"3 evaluate + 3 latent sheet at once on one SQLite store: {sum(r.returncode == 0 for r in results)} / 6 "
            f"exit 0; fd_faces_n300 logged once in {fd_logged.count(1)} / 3 runs, z.npy in {sum('z.npy' in s for s in sheets)}"
-           f" / 3; 'database is locked' {sum(p['locked'] for p in problems)}, tracebacks {sum(p['tracebacks'] for p in problems)}")
+           f" / 3; 'database is locked' {sum(p['locked'] for p in problems)}, "
+           f"tracebacks {sum(p['tracebacks'] for p in problems)}")
     for r in results:
         assert r.returncode == 0, r.stderr[-3000:]
         assert "Traceback" not in r.stderr and "database is locked" not in r.stderr, r.stderr[-3000:]

@@ -1,7 +1,7 @@
 """The typed config: the paper's defaults, presets, typed overrides, and bad input at the edge."""
 import pytest
-
 from conftest import run_cli
+
 from orchestrator.config import parse_overrides, preset_names, resolve_config
 from trainables.config import Config
 from trainables.errors import UserError

@@ -8,16 +8,15 @@ import subprocess
 import sys
 import time
 
+import fake_datasets
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, run_cli
 from torchvision import transforms
 
-import fake_datasets
-from conftest import ROOT, run_cli
 from orchestrator.config import resolve_config
-from trainables.data import DataRequest, build_dataset
-from trainables.data import render, torchvision_sets
+from trainables.data import DataRequest, build_dataset, render, torchvision_sets
 from trainables.data.cache import cache_file, ensure_cache, open_cache
 from trainables.loop import real_batches
 

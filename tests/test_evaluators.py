@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
 from fake_datasets import write_celeba, write_mnist
+
 from trainables.errors import UserError
 from trainables.metrics.evaluate import evaluate_generator, fd_speed, reference_embedding
 from trainables.metrics.evaluators import get_evaluator, held_out_scores, real_batches

@@ -4,6 +4,7 @@ concurrent loggers on one store, a trial that diverges, a node that dies, a disk
 (A killed Train worker: tests/test_training.py; a killed sweep driver: tests/test_sweep.py.)
 """
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -11,9 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-
 from conftest import ROOT
+from mlflow import MlflowClient
 
 LOSS_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "d_fake_g")
 
@@ -177,7 +177,7 @@ def test_checkpoint_writes_are_atomic_and_damaged_files_refused(tmp_path, figure
 
     path = tmp_path / "state.pt"
     save_atomic({"step": 6, "w": torch.ones(1000)}, path)
-    with pytest.raises(Exception):  # the tensors are written, then pickling the lambda fails
+    with pytest.raises(pickle.PicklingError):  # the tensors are written, then pickling the lambda fails
         save_atomic({"step": 12, "w": torch.zeros(1000), "bad": lambda: 0}, path)
     assert load_safe(path)["step"] == 6 and sorted(os.listdir(tmp_path)) == ["state.pt"]
     cut = tmp_path / "cut.pt"
@@ -279,7 +279,8 @@ def test_worker_node_lost_mid_trial(tmp_path, figure):
     exp = client.get_experiment_by_name("dcgan-lab")
     children = client.search_runs([exp.experiment_id], "tags.kind = 'trial'")
     steps = {c.info.run_id: [m.step for m in client.get_metric_history(c.info.run_id, "loss_d")] for c in children}
-    figure(f"worker node killed at steps {killed_at}: trials finished {sum(c.data.tags['status'] == 'finished' for c in children)}"
+    finished = sum(c.data.tags['status'] == 'finished' for c in children)
+    figure(f"worker node killed at steps {killed_at}: trials finished {finished}"
            f" / {len(children)}; duplicates {sum(len(s) - len(set(s)) for s in steps.values())}, steps lost "
            f"{sum(len(set(range(5, 201, 5)) - set(s)) for s in steps.values())}")
     assert len(children) == 2 and all(c.data.tags["status"] == "finished" for c in children)

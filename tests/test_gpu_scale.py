@@ -10,16 +10,16 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT, run_cli
 from mlflow import MlflowClient
 from torch import nn
 
-from conftest import ROOT, run_cli
 from orchestrator.config import resolve_config
-from trainables.config import run_params
-from trainables.errors import UserError
 from orchestrator.sweep import plan_trials
 from search_spaces.loader import load_space
 from trainables.checkpoints import restore_training_state, training_state
+from trainables.config import run_params
+from trainables.errors import UserError
 from trainables.models import build_models
 from trainables.step import GANStep, StepMode, generate, make_optimizers, noise_generator
 

@@ -16,17 +16,16 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import run_cli
-from trainables import run_logger, store
+
 from orchestrator.cli import main
 from orchestrator.config import resolve_config
-from trainables.latent.recipes import RECIPES
-from trainables.latent.arithmetic import (derive_target, latent_arithmetic, neighbours, pixel_arithmetic,
-                                          prior_norm, trial_vectors)
+from trainables import run_logger, store
+from trainables.latent.arithmetic import derive_target, latent_arithmetic, neighbours, pixel_arithmetic, prior_norm, trial_vectors
 from trainables.latent.forget import energy_matched_maps, fit_window_classifier, maps_to_drop, training_positions
 from trainables.latent.generator import fixed_bn, hidden_features, render, render_dropped, split_at_hidden
 from trainables.latent.queries import parse_query
+from trainables.latent.recipes import RECIPES
 from trainables.latent.represent import d_features, discrete_labels
 from trainables.models import Discriminator, build_models, sample_z
 
@@ -122,7 +121,7 @@ def test_window_classifier_picks_the_maps_that_fire_in_windows_and_they_are_zero
 
     # The dropped maps are zero at every position of what the output layer receives.
     seen = []
-    hook = head[0].register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0].clone()))
+    hook = head[0].register_forward_hook(lambda _m, inputs, _o, seen=seen: seen.append(inputs[0].clone()))
     try:
         images, zeroed = render_dropped(netG, z, drop)
     finally:
@@ -145,7 +144,7 @@ def test_layer_choice_cuts_g_at_each_hidden_layer():
         assert h.shape == (6, maps, side, side)
         assert torch.allclose(head(h), render(netG, z), atol=1e-6)
         seen = []
-        hook = head[0].register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0].clone()))
+        hook = head[0].register_forward_hook(lambda _m, inputs, _o, seen=seen: seen.append(inputs[0].clone()))
         try:
             render_dropped(netG, z, torch.tensor([0, 2]), layer)
         finally:

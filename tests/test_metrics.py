@@ -11,8 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from trainables.errors import UserError
-from trainables.metrics.coverage import (COVERAGE_ATTRS, attributes_to_combos, combos_to_frequencies, coverage_kl,
-                                         coverage_modes)
+from trainables.metrics.coverage import COVERAGE_ATTRS, attributes_to_combos, combos_to_frequencies, coverage_kl, coverage_modes
 from trainables.metrics.fid import find_inception_weights, resolve_feature_extractor
 from trainables.metrics.frechet import FeatureStats, all_reduce_stats, fd_stats_to_metric, frechet_distance
 from trainables.metrics.kid import kid_features_to_metric, mmd2_unbiased

@@ -10,19 +10,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from PIL import Image
 from scipy import stats as sps
 
-from conftest import run_cli
 from orchestrator import report_model as model
-from trainables.errors import UserError
 from orchestrator.report import REPORT_FILES, build_report
 from orchestrator.report_claims import evaluate_claims
 from orchestrator.report_data import canonical
 from orchestrator.report_stats import fd_interval
 from search_spaces.claims import load_claims
+from trainables.errors import UserError
 
 LEVELS = (("0.0002", "0.001"), ("0.5", "0.9"), ("paper", "all"))
 STEPS = tuple(range(100, 1201, 100))     # 4 evaluations in the last quarter: the plateau is testable

@@ -1,10 +1,9 @@
 """Search spaces: the shipped files load, convert to Tune and Optuna, enumerate, and bad files fail on one line."""
 import pytest
 
+from search_spaces.loader import grid_points, load_space, paper_defaults, space_names, to_optuna, to_tune
 from trainables.config import Config
 from trainables.errors import UserError
-from search_spaces.loader import (grid_points, load_space, paper_defaults, space_names, to_optuna,
-                                  to_tune)
 
 
 def test_shipped_spaces_load():

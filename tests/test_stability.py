@@ -6,10 +6,23 @@ import math
 import pytest
 import torch
 
-from trainables.metrics.stability import (ATTRIBUTE_SKEW, DIVERGE_FD_RATIO, DIVERGE_STEPS, DIVERGED, DIVERGED_STEP,
-                                          FD_LAST_BEFORE_DIVERGENCE, FD_VOLATILITY, LOSS_OSCILLATION, MODE_COLLAPSE,
-                                          SAMPLE_OSCILLATION, SAMPLE_OSCILLATION_GLOBAL, SAMPLE_OSCILLATION_PIXELS,
-                                          fd_divergence, oscillation_components, stability_metrics)
+from trainables.metrics.stability import (
+    ATTRIBUTE_SKEW,
+    DIVERGE_FD_RATIO,
+    DIVERGE_STEPS,
+    DIVERGED,
+    DIVERGED_STEP,
+    FD_LAST_BEFORE_DIVERGENCE,
+    FD_VOLATILITY,
+    LOSS_OSCILLATION,
+    MODE_COLLAPSE,
+    SAMPLE_OSCILLATION,
+    SAMPLE_OSCILLATION_GLOBAL,
+    SAMPLE_OSCILLATION_PIXELS,
+    fd_divergence,
+    oscillation_components,
+    stability_metrics,
+)
 
 END, LOG, SAMPLE, EVAL = 1200, 20, 30, 60
 N, D = 16, 32          # samples in the fixed-noise grid, feature dimension

@@ -7,9 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-
 from conftest import ROOT, run_cli
+from mlflow import MlflowClient
 
 
 def _store(tmp_path):

@@ -4,19 +4,18 @@ import hashlib
 import subprocess
 import sys
 
+import fake_datasets
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ROOT, run_cli
 from torch.utils.data import DataLoader, DistributedSampler
 
-import fake_datasets
-from conftest import ROOT, run_cli
 from orchestrator import cli
-from trainables.errors import UserError
-from trainables.data import DataRequest, build_dataset, get_entry
-from trainables.data import synthetic_bedrooms, synthetic_faces
+from trainables.data import DataRequest, build_dataset, get_entry, synthetic_bedrooms, synthetic_faces
 from trainables.data.render import render_speed
+from trainables.errors import UserError
 
 NAMES = ["synthetic-faces", "synthetic-bedrooms"]
 

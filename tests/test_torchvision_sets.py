@@ -1,14 +1,14 @@
 """The torchvision data sets, read from small files in each data set's real on-disk format."""
 import os
 
+import fake_datasets
 import pytest
 import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets
 
-import fake_datasets
-from trainables.errors import UserError
 from trainables.data import DataRequest, build_dataset, get_entry
+from trainables.errors import UserError
 
 WRITERS = {
     "mnist": fake_datasets.write_mnist,
@@ -44,7 +44,7 @@ def test_images_in_range_and_batches(name, size, nc, tmp_path):
 
     images, batch_labels = next(iter(DataLoader(dataset, batch_size=4)))
     assert images.shape == (4, nc, size, size)
-    for key, value in batch_labels.items():
+    for value in batch_labels.values():
         assert value.shape[0] == 4 and value.dtype == torch.int64
 
 

@@ -10,9 +10,8 @@ import sys
 import time
 
 import psutil
-from mlflow import MlflowClient
-
 from conftest import run_cli
+from mlflow import MlflowClient
 
 # Three trials that differ only in when they checkpoint: the same losses, step for step. Two run
 # at once (1 CPU each); the third runs in the process of whichever finished first.

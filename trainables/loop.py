@@ -40,7 +40,7 @@ def real_batches(cfg, rank, world, start_step, device):
         try:
             images = open_cache(data_request(cfg))
         except OSError as err:   # no room for the cache: the same batches the slow way
-            warnings.warn(f"data cache not built ({err}); decoding each item instead")
+            warnings.warn(f"data cache not built ({err}); decoding each item instead", stacklevel=2)
     source = images if images is not None else build_dataset(data_request(cfg))
     sampler = ResumableBatchSampler(len(source), cfg.batch_size // world, rank, world, seed=cfg.seed,
                                     start_step=start_step)

@@ -80,7 +80,7 @@ class RunLogger:
 
     def tags(self, tags):
         for k, v in tags.items():
-            self._try(lambda: self.client.set_tag(self.run_id, k, str(v)))
+            self._try(lambda k=k, v=v: self.client.set_tag(self.run_id, k, str(v)))
 
     def _try(self, fn, retries=1):
         for attempt in range(retries + 1):

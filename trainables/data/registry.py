@@ -67,4 +67,4 @@ def build_dataset(request: DataRequest):
 
 def _load_builtin():
     # Importing the modules registers their data sets.
-    from trainables.data import synthetic_faces, synthetic_bedrooms, torchvision_sets  # noqa: F401
+    from trainables.data import synthetic_bedrooms, synthetic_faces, torchvision_sets  # noqa: F401

@@ -235,7 +235,7 @@ def _is_readable(path):
         with Image.open(path) as image:
             image.verify()
         return True
-    except Exception:  # PIL raises OSError, SyntaxError (bad PNG chunks), struct.error, ... on bad files
+    except Exception:  # noqa: BLE001 - PIL raises OSError, SyntaxError (bad PNG chunks), struct.error, ... on bad files
         return False
 
 
@@ -253,5 +253,5 @@ def folder(request):
                         f"files ending in {', '.join(IMG_EXTENSIONS)}, in any subfolder")
     if unreadable:
         warnings.warn(f"data_root={root!r}: skipped {len(unreadable)} of {len(paths) + len(unreadable)} "
-                      f"image files that PIL cannot read, e.g. {unreadable[0]}")
+                      f"image files that PIL cannot read, e.g. {unreadable[0]}", stacklevel=2)
     return ImageFiles(paths, image_transform(request))

@@ -3,9 +3,9 @@
 An experiment hands over one value per unit: a trial of the arithmetic, an exemplar draw of the
 turn vector, a held-out image of forget, a label draw of represent, a generator when several are
 given. Intervals are t intervals of the mean over those units (95 %), clipped to the range the
-values cannot leave, none from fewer than MIN_UNITS; a paired contrast is the Wilcoxon signed-rank test on the units' differences with a t
-interval of the mean difference; secondary contrasts are Holm-corrected. scipy and statsmodels
-do the work.
+values cannot leave, none from fewer than MIN_UNITS; a paired contrast is the Wilcoxon
+signed-rank test on the units' differences with a t interval of the mean difference; secondary
+contrasts are Holm-corrected. scipy and statsmodels do the work.
 """
 import math
 

@@ -25,7 +25,7 @@ class InceptionFeatures:
     name, dim, metrics, key = "inception", 2048, BASE_METRICS, "inception-2015-12-05"
 
     def __init__(self, weights_path, nc=3):
-        from torchmetrics.image.fid import NoTrainInceptionV3   # slow import: only when used
+        from torchmetrics.image.fid import NoTrainInceptionV3  # slow import: only when used
 
         # antialias=False: TF1's bilinear resize to 299, as the published FIDs used
         # (the resize method moves FID by several points).
