@@ -68,8 +68,11 @@ def cmd_sweep(args):
     if args.dry_run:
         import yaml
 
+        from orchestrator.estimate import sweep_estimate
+
         print(yaml.safe_dump({"sweep": {**settings, "space": space.name, "trials": n_trials},
                               "base_config": base.to_dict()}, sort_keys=False).rstrip())
+        print(yaml.safe_dump({"cost": sweep_estimate(base, n_trials)}, sort_keys=False).rstrip())
         return 0
     if args.resume:
         check_resumable(sweep_dir(args.preset, space.name, settings["search"], resume=True), base)

@@ -129,6 +129,7 @@ def test_run_sweep_py_is_the_sweep_command():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "trials: 2" in r.stdout and "space: smoke" in r.stdout
+    assert "measured_step_seconds:" in r.stdout and "estimated_cpu_hours:" in r.stdout   # the cost, from steps timed now
 
 
 def test_two_node_cluster_four_concurrent_trials(tmp_path):

@@ -7,6 +7,7 @@ the first time it is asked for and cached by data set, image size, channels, EVA
 and seed; :func:`held_out_scores` measures it on the test split.
 """
 import contextlib
+import os
 import time
 from dataclasses import dataclass
 
@@ -108,11 +109,19 @@ class Evaluator:
         return {key: HEAD_KINDS[kind].predict(out[key]).cpu() for key, kind, _ in self.spec.heads}
 
 
+def _cache_name(dataset, image_size, nc, seed):
+    return f"{dataset}-{image_size}px-nc{nc}-v{EVALUATOR_VERSION}-seed{seed}"
+
+
+def evaluator_cached(dataset, image_size, seed=0, nc=3):
+    """Whether ``get_evaluator`` would load this evaluator rather than train it."""
+    return dataset in EVALUATORS and os.path.exists(cache_path("evaluators", _cache_name(dataset, image_size, nc, seed)))
+
+
 def get_evaluator(dataset, image_size, seed=0, nc=3, data_root="./data"):
     """The data set's evaluator, trained now (a few minutes) unless it is cached."""
     spec = evaluator_spec(dataset)
-    name = f"{dataset}-{image_size}px-nc{nc}-v{EVALUATOR_VERSION}-seed{seed}"
-    state = _load_or_build(cache_path("evaluators", name),
+    state = _load_or_build(cache_path("evaluators", _cache_name(dataset, image_size, nc, seed)),
                            lambda: train_evaluator(spec, dataset, image_size, nc, seed, data_root))
     net = _build_net(spec, nc, image_size)
     net.load_state_dict(state["net"])
