@@ -13,6 +13,7 @@ from pathlib import Path
 
 from orchestrator import report_data as data
 from orchestrator import report_figures as figures
+from orchestrator import report_horizons as horizons
 from orchestrator import report_render as render
 from orchestrator import tracking
 from orchestrator.report_claims import evaluate_claims, summary_row
@@ -77,14 +78,16 @@ def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_thresho
     recs, threshold = data.records(uri, runs, factors, fd_threshold)
     paper = data.paper_levels(factors, maps)
 
-    # Claims, one analysis per scale.
+    # Claims, one analysis per scale, and the same analysis at earlier steps of the runs.
     by_id = {r["run_id"]: r for r in recs}
-    results, untested = [], []
+    label_of = lambda f, v: maps[f](str(v))  # noqa: E731
+    results, untested, horizon_rows = [], [], []
     for name, members in strata.items():
-        found, missed = evaluate_claims(claim_list, [by_id[r.info.run_id] for r in members], factors, paper,
-                                        lambda f, v: maps[f](str(v)))
+        members = [by_id[r.info.run_id] for r in members]
+        found, missed = evaluate_claims(claim_list, members, factors, paper, label_of)
         results += [{**r, "stratum": name} for r in found]
         untested += [(c, why + (f" [{name}]" if name else "")) for c, why in missed]
+        horizon_rows += horizons.horizon_rows(claim_list, members, factors, paper, label_of, threshold, name)
     summary_rows = [summary_row(r, r["stratum"]) for r in results]
 
     # Tables (with --pool, the scale is their first column).
@@ -103,8 +106,9 @@ def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_thresho
     claims_md = render.claims_markdown(results, untested)
     method = render.method_md(results)
     verdicts = "\n".join(render.verdict_lines(results)) or "No claim is tested by these runs."
+    horizons_md = render.horizons_markdown(horizon_rows)
     md = (f"# dcgan-lab report: {label}\n\n{scale_md}\n\n## Ablation tables\n\n{md_tables}\n\n## Claims\n\n{method}"
-          f"\n\n{claims_md}\n\n### Verdicts\n\n{verdicts}\n")
+          f"\n\n{claims_md}\n\n### Verdicts\n\n{verdicts}\n\n## Horizons\n\n{horizons_md}\n")
     forest = figures.forest_figure(summary_rows)
 
     files = {
@@ -112,10 +116,10 @@ def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_thresho
         "tables.csv": render.csv_rows(tables),
         "tables.tex": "\n\n".join([render.latex_table(rows, fs, f"{label}: {name}") for name, fs, rows in tables]
                                     + [render.claims_latex(results, f"{label}: claims (method: report.md)")]),
-        "report.html": _html(uri, label, scale_md, tables, f"{method}\n\n{claims_md}\n\n{verdicts}", forest, recs,
-                             table_factors),
-        "report.json": json.dumps(_json(label, data.scale(runs), threshold, tables, results, summary_rows, untested),
-                                  indent=2, default=str),
+        "report.html": _html(uri, label, scale_md, tables, f"{method}\n\n{claims_md}\n\n{verdicts}", horizons_md,
+                             forest, recs, table_factors),
+        "report.json": json.dumps(_json(label, data.scale(runs), threshold, tables, results, summary_rows, untested,
+                                        horizon_rows), indent=2, default=str),
         "runs.csv": render.runs_csv(recs, factors),
         "forest.png": forest,
     }
@@ -129,7 +133,8 @@ def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_thresho
             c.log_artifact(parent.info.run_id, str(out / name), "report")
     summary = f"{render.markdown_table(tables[0][2], table_factors)}\n\n{verdicts}"
     return {"summary": summary, "tables": tables, "claims": results, "claims_summary": summary_rows,
-            "untested": untested, "threshold": threshold, "records": recs, "files": [str(out / n) for n in files]}
+            "horizons": horizon_rows, "untested": untested, "threshold": threshold, "records": recs,
+            "files": [str(out / n) for n in files]}
 
 
 def _scale_md(label, scale, threshold, recs):
@@ -148,7 +153,7 @@ def _scale_md(label, scale, threshold, recs):
             f"n = 1. Diverged, mode collapse, attribute skew: share of runs.")
 
 
-def _html(uri, label, scale_md, tables, claims_md, forest, recs, factors):
+def _html(uri, label, scale_md, tables, claims_md, horizons_md, forest, recs, factors):
     cells = [(dict(zip(factors, key)), members) for key, members in group(recs, factors).items()]
     figs = [("final FD per cell, one point per seed", figures.seed_points_figure(cells))]
     for key, title, ylabel, log in (("fd", "FD against step (mean, band: min-max over seeds)", "FD", True),
@@ -167,6 +172,7 @@ def _html(uri, label, scale_md, tables, claims_md, forest, recs, factors):
                           Path(path).read_bytes() if path else None))
     sections = [(f"Table: {name}", render.markdown_table(rows, fs), []) for name, fs, rows in tables]
     sections.append(("Claims", claims_md, [("forest plot: primary effect per claim", forest)]))
+    sections.append(("Horizons", horizons_md, []))
     return render.html_page(f"dcgan-lab report: {label}", scale_md, sections, figs, grids)
 
 
@@ -184,12 +190,12 @@ def _clean(x):
     return x
 
 
-def _json(label, scale, threshold, tables, results, summary_rows, untested):
+def _json(label, scale, threshold, tables, results, summary_rows, untested, horizon_rows):
     return _clean({
         "label": label, "scale": scale, "fd_threshold": threshold,
         "tables": [{"name": n, "factors": fs, "rows": [{"levels": r.levels, "paper": r.paper, "best": sorted(r.best),
                                                          **r.stats} for r in rows]} for n, fs, rows in tables],
-        "claims_summary": summary_rows, "claims": results,
+        "claims_summary": summary_rows, "claims": results, "horizons": horizon_rows,
         "untested": [{"claim": c.key, "why": why} for c, why in untested],
     })
 

@@ -199,6 +199,41 @@ def verdict_lines(results):
     return out
 
 
+def horizons_markdown(rows):
+    """The claims' primary effects at 1/4, 1/2 and all of the runs' horizon (``report_horizons``),
+    said to be one set of runs read at three steps, and where a point estimate changes side."""
+    if not rows:
+        return "No claim is tested by these runs, or no run says at which step it stopped."
+    lines = ["The same runs read at 1/4, 1/2 and all of their horizon (the largest final step"
+             f"{' of each scale' if any(r['stratum'] for r in rows) else ''}), not independent replications: a "
+             "claim's three rows are not three tests. They describe how its effect develops with training; the "
+             "verdict of record is the full-horizon one (Claims, above). At each step every run is as it stood then: "
+             "its FD is that of its last evaluation at or before the step, a run counts as diverged (censored at the "
+             "worst FD observed at that step) only if it had diverged by then, and the plateau test uses the FD "
+             "histories up to the step. Metrics measured over a whole run's windows (oscillation, volatility, mode "
+             "collapse, skew) are not read at earlier steps.", "",
+             "| claim | paper vs alternative | horizon | step | effect alt/paper [95 % CI] | seeds paper/alt | "
+             "diverged by then (censored) | paper's cell: plateau | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        size = _ratio(r["effect"], r["lo"], r["hi"], "log") if math.isfinite(r["ratio"]) else _effect(r)
+        verdict = f"{r['verdict']}: {r['reason']}" if r["verdict"] == "not tested" else r["verdict"]
+        lines.append(f"| {_row_name(r)} | {r['factor']}: {r['paper']} vs {r['alt']} | {r['fraction']} | {r['step']} | "
+                     f"{size} | {r['n_paper']}/{r['n_alt']} | {r['censored']} | {r['plateau']} | {verdict} |")
+    flips = {}
+    for r in rows:
+        if math.isfinite(r["ratio"]) and r["ratio"] != 1.0:
+            flips.setdefault(_row_name(r), []).append(r)
+    notes = [f"- **{name}**: " + ", ".join(f"×{r['ratio']:.3g} at {r['fraction']} (step {r['step']})" for r in rs)
+             for name, rs in flips.items() if len({r["ratio"] > 1 for r in rs}) > 1]
+    if notes:
+        lines += ["", "Where the estimate changes side with training length (descriptive, not a test):", "", *notes]
+    return "\n".join(lines)
+
+
+def _row_name(row):
+    return row["claim"] + (f" [{row['stratum']}]" if row["stratum"] else "")
+
+
 def method_md(results):
     """What the verdicts rest on, in one paragraph: test, scale, seeds, censoring, horizon."""
     if not results:
