@@ -337,6 +337,24 @@ def test_every_format_and_the_parent_run(factorial):
     assert arts == {f"report/{n}" for n in REPORT_FILES}
 
 
+def test_horizons_in_every_format(factorial):
+    """The report's Horizons: each claim at steps 300, 600 and 1,200 of the same runs; the last row is
+    the claims' own summary; the run diverged at step 230 is censored at every step."""
+    _uri, _parent, tmp, result = factorial
+    rows = result["horizons"]
+    assert [(r["claim"], r["fraction"], r["step"]) for r in rows] == [
+        (c, f, s) for c in ("lr", "beta1", "bn") for f, s in (("1/4", 300), ("1/2", 600), ("all", 1200))]
+    added = {"fraction", "step", "n_paper", "n_alt", "censored", "plateau"}
+    full = [{k: v for k, v in r.items() if k not in added} for r in rows if r["fraction"] == "all"]
+    assert full == result["claims_summary"] and all(r["censored"] == 1 for r in rows)
+    md = (tmp / "out" / "report.md").read_text()
+    section = md.split("\n## Horizons\n")[1]
+    assert "not independent replications" in section and "| lr | lr: 0.0002 vs 0.001 | 1/4 | 300 |" in section
+    assert "<h2>Horizons</h2>" in (tmp / "out" / "report.html").read_text()
+    report = __import__("json").loads((tmp / "out" / "report.json").read_text())
+    assert [(h["claim"], h["step"]) for h in report["horizons"]] == [(r["claim"], r["step"]) for r in rows]
+
+
 def test_tpe_runs_are_binned_and_never_tested(tmp_path):
     rng = np.random.default_rng(0)
     uri, c, exp, parent = _store(tmp_path)
