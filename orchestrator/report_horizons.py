@@ -14,13 +14,9 @@ from orchestrator.report_data import steps_to
 FRACTIONS = (("1/4", 0.25), ("1/2", 0.5), ("all", 1.0))
 
 
-def _finite(x):
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
 def run_end(record):
     """The step the run stopped at: its final step, else its last logged FD's step (NaN if neither)."""
-    if _finite(record.get("final_step")):
+    if math.isfinite(record.get("final_step", math.nan)):
         return float(record["final_step"])
     fd = record["history"].get(record.get("fd_key"), [])
     return float(fd[-1][0]) if fd else math.nan
@@ -37,7 +33,7 @@ def diverged_at(record):
     if record["values"].get("diverged") != 1.0:
         return None
     step = record["values"].get("diverged_step", math.nan)
-    return float(step) if _finite(step) else run_end(record)
+    return float(step) if math.isfinite(step) else run_end(record)
 
 
 def at_step(record, step, threshold):
@@ -53,7 +49,7 @@ def at_step(record, step, threshold):
         return record
     history = {k: [(s, v) for s, v in h if s <= step] for k, h in record["history"].items()}
     fd_history = history.get(record.get("fd_key"), [])
-    fd = [v for _, v in fd_history if _finite(v)]
+    fd = [v for _, v in fd_history if math.isfinite(v)]
     values = {k: math.nan for k in record["values"]}
     div = diverged_at(record)
     if div is not None and div <= step:   # declared diverged by then, but logged on past it (older runs)
