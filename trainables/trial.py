@@ -1,6 +1,8 @@
 """One tracked training run as Tune and Ray Train run it: the trainer of its DDP workers, closing its
 MLflow run with the status rank 0 tagged, and the Tune trial function that does both for a sweep's
 trial (in the trial's own process, where the driver's modules are not needed)."""
+import os
+
 from trainables import run_inputs, run_note, store
 from trainables.config import config_from_dict, run_params
 
@@ -74,12 +76,21 @@ def fit_and_close(fit, uri, run_id, cfg, cell=run_note.CELL_KEYS):
     return status
 
 
+# Ray Train's controller takes the workers' reports on its health-check poll (every 2 s by
+# default), and a worker's next report waits until the last one is taken: with an evaluation or
+# checkpoint every second or two, training would idle on the poll. Ray passes the variable from
+# the process that calls fit() to the controller.
+HEALTH_CHECK_INTERVAL = ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+
+
 def build_trainer(cfg, run_id, uri, storage, name, callbacks=()):
     """The Ray Train driver of one run: DDP workers from the config, checkpoints in ``storage``."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from trainables.loop import train_loop_per_worker
+
+    os.environ.setdefault(*HEALTH_CHECK_INTERVAL)
 
     return TorchTrainer(
         train_loop_per_worker,
