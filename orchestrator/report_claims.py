@@ -15,7 +15,7 @@ Rules, in order (docs/report.md states them for readers):
 import math
 
 from orchestrator import report_model as model
-from orchestrator.report_metrics import METRICS
+from search_spaces.metrics import METRICS
 
 VERDICTS = ("supported", "contradicted", "not reproduced at this horizon", "inconclusive", "not tested")
 DECISIVE = VERDICTS[:3]      # verdicts that assert an effect

@@ -6,7 +6,7 @@ a report works on a laptop's SQLite store and on a cluster's tracking server ali
 import math
 
 from orchestrator import tracking
-from orchestrator.report_metrics import EXTRA_KEYS, METRICS
+from search_spaces.metrics import EXTRA_KEYS, METRICS
 from trainables import store
 from trainables.config import Config
 from trainables.errors import UserError

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from orchestrator.report_metrics import METRICS
+from search_spaces.metrics import METRICS
 
 ALPHA = 0.05
 PLATEAU_MIN_STEPS = 3   # distinct evaluated steps in the last quarter the plateau test needs

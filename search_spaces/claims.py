@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.report_metrics import METRICS
 from search_spaces.loader import find_yaml
+from search_spaces.metrics import METRICS
 from trainables.config import FIELDS, Config, coerce
 from trainables.errors import UserError, bad_value
 

@@ -3,10 +3,13 @@ step, the levers, the data cache, a real sweep through the CLI); what it reports
 import json
 import math
 
+import pytest
 from conftest import run_cli
 
 from orchestrator.bench_levers import LEVERS
 from orchestrator.sweep_run import DRIVER_PHASES
+
+pytestmark = pytest.mark.slow   # starts Ray, trains, serves MLflow or drives a browser
 
 
 def test_bench_smoke(tmp_path):

@@ -14,6 +14,8 @@ import pytest
 from conftest import run_cli
 from mlflow import MlflowClient
 
+pytestmark = pytest.mark.slow   # starts Ray, trains, serves MLflow or drives a browser
+
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags, Chromium's own connections are refused on a closed network.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

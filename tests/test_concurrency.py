@@ -22,6 +22,8 @@ import pytest
 from conftest import ROOT, run_cli
 from mlflow import MlflowClient
 
+pytestmark = pytest.mark.slow   # starts Ray, trains, serves MLflow or drives a browser
+
 LOSS_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "d_fake_g")
 N_TRAIN, N_STEPS = 6, 12        # the smoke preset's 12 steps, each logged
 RAY_ACTOR_LINE = re.compile(r"^(\x1b\[\d+m)?\(\w+ pid=\d+")   # Ray's prefix on its actors' lines

@@ -145,6 +145,7 @@ def _builder(size, length):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+@pytest.mark.slow
 def test_concurrent_builders_share_one_whole_file(cache_root):
     """Three processes ask for the same new entry at once: one builds, the others wait and read it."""
     procs = [_builder(16, 3000) for _ in range(3)]
@@ -202,6 +203,7 @@ def test_no_room_for_the_cache_trains_from_the_loader(cache_root):
 
 # --- The command ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_data_cache_command_prints_path_and_size(cache_root):
     env = {"DCGAN_LAB_CACHE": str(cache_root.parent)}
     r = run_cli("data", "cache", "--dataset", "synthetic-bedrooms", "--size", "16", "--length", "300", env=env)

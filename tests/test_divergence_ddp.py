@@ -5,10 +5,13 @@ next collective, so the run ending at all, within the timeout, is part of the pr
 import math
 import threading
 
+import pytest
 from mlflow import MlflowClient
 
 from orchestrator.config import resolve_config
 from orchestrator.train import run_training
+
+pytestmark = pytest.mark.slow   # starts Ray, trains, serves MLflow or drives a browser
 
 TIMEOUT_S = 240
 

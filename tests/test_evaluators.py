@@ -58,6 +58,7 @@ def _report(capsys, record_property, name, seconds, scores):
               + ", ".join(f"{key}={value:.4f}" for key, value in scores.items()))
 
 
+@pytest.mark.slow
 def test_faces_evaluator_reaches_its_targets_on_held_out_faces(faces, capsys, record_property):
     evaluator, seconds, scores = faces
     _report(capsys, record_property, "faces@32", seconds, scores)
@@ -67,6 +68,7 @@ def test_faces_evaluator_reaches_its_targets_on_held_out_faces(faces, capsys, re
     assert seconds <= TRAIN_BUDGET_S
 
 
+@pytest.mark.slow
 def test_bedrooms_evaluator_reaches_its_targets_on_held_out_rooms(bedrooms, capsys, record_property):
     evaluator, seconds, scores = bedrooms
     _report(capsys, record_property, "bedrooms@32", seconds, scores)

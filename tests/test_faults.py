@@ -15,6 +15,8 @@ import pytest
 from conftest import ROOT
 from mlflow import MlflowClient
 
+pytestmark = pytest.mark.slow   # starts Ray, trains, serves MLflow or drives a browser
+
 LOSS_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "d_fake_g")
 
 

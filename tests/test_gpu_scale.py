@@ -47,6 +47,7 @@ def _real(cfg, seed=1):
 
 # -- bf16 and channels_last ---------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_bf16_and_channels_last_through_the_real_loop(ray_local, mlflow_uri, tmp_path):
     from orchestrator.train import run_training
 
@@ -165,6 +166,7 @@ print(json.dumps({"resources": plan.resources, "concurrency": plan.concurrency, 
 """
 
 
+@pytest.mark.slow
 def test_fractional_gpu_trials_on_a_real_ray(tmp_path):
     """A Ray with one (logical) GPU and 2 CPUs: the plan asks Tune for a quarter GPU and 1 CPU per
     trial, 2 at once (the CPUs bind first); every trial gets its quarter of GPU 0."""
@@ -223,6 +225,7 @@ def _sync_bn_worker(config):
         json.dump(found, f)
 
 
+@pytest.mark.slow
 def test_sync_bn_converts_under_two_gloo_workers(ray_local, tmp_path):
     from ray import cloudpickle  # Ray's own copy pickles the train function
     from ray.train import RunConfig, ScalingConfig

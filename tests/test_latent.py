@@ -242,6 +242,7 @@ def _has_interval(stat, unit, n):
     return stat["unit"] == unit and stat["n"] == n and stat["ci"][0] <= stat["mean"] <= stat["ci"][1]
 
 
+@pytest.mark.slow
 def test_every_command_on_tracked_generators(lab):
     faces, bedrooms = lab["faces"], lab["bedrooms"]
 

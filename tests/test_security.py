@@ -78,6 +78,7 @@ def test_ui_binds_localhost():
     assert "0.0.0.0" not in argv
 
 
+@pytest.mark.slow
 def test_local_ray_has_token_auth_and_a_localhost_dashboard(tmp_path, figure):
     """The Ray that ``dcgan-lab`` starts: token authentication on, its dashboard (if any) on
     127.0.0.1 only."""

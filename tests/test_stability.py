@@ -187,6 +187,7 @@ def test_real_faces_in_the_evaluator_space_and_in_pixels():
     assert oscillation_components(embed(tinted))[1] > 1.5 * oscillation_components(embed(swapped))[1]
 
 
+@pytest.mark.slow
 def test_a_real_smoke_run_logs_every_metric_with_enough_points(ray_local, mlflow_uri, tmp_path):
     """40 smoke steps with every history dense enough: every metric is a number, no notes, and
     the run's feature space is the param the driver pinned."""

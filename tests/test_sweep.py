@@ -10,6 +10,8 @@ import pytest
 from conftest import ROOT, run_cli
 from mlflow import MlflowClient
 
+pytestmark = pytest.mark.slow   # starts Ray, trains, serves MLflow or drives a browser
+
 
 def _store(tmp_path):
     return MlflowClient("sqlite:///" + str(tmp_path / "mlflow.db"))

@@ -13,6 +13,8 @@ from orchestrator.train import run_training
 from trainables.models import build_models
 from trainables.step import GANStep, make_optimizers, noise_generator
 
+pytestmark = pytest.mark.slow   # starts Ray, trains, serves MLflow or drives a browser
+
 
 def _history(uri, run_id, key="loss_d"):
     return [(m.step, m.value) for m in sorted(MlflowClient(uri).get_metric_history(run_id, key), key=lambda m: m.step)]
