@@ -27,6 +27,43 @@ def mlflow_uri(tmp_path):
     return "sqlite:///" + str(tmp_path / "mlflow.db")
 
 
+def ray_node(env, *args):
+    """One node of a local cluster, held by ``ray start --block`` in its own process group, so a
+    test stops exactly its own nodes (``os.killpg``; never ``ray stop``, which ends every Ray on
+    the machine, this session's included)."""
+    import subprocess
+
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    return subprocess.Popen([ray_bin, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                             "--disable-usage-stats", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def wait_for_nodes(env, address, n, timeout_s=120):
+    """Until the cluster at ``address`` has ``n`` live nodes (``ray start --block`` returns nothing)."""
+    import subprocess
+    import time
+
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        r = subprocess.run([ray_bin, "status", f"--address={address}"], capture_output=True, text=True, env=env,
+                           timeout=60)
+        if r.returncode == 0 and r.stdout.count("node_") >= n:
+            return
+        time.sleep(1)
+    raise AssertionError(f"the cluster at {address} did not reach {n} nodes in {timeout_s} s")
+
+
+def stop_nodes(*procs):
+    import signal
+
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+
+
 def run_cli(*args, cwd=None, env=None, timeout=300):
     """Run ``dcgan-lab`` as a user would, in a fresh process."""
     import subprocess

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, ray_node, stop_nodes
 from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow   # starts Ray, trains, serves MLflow or drives a browser
@@ -228,14 +228,6 @@ def test_disk_full(tmp_path, figure):
     figure(f"disk full: {start[0][6:]}; checkpoint left whole at step 6, no partial file")
 
 
-def _ray_node(ray_bin, env, *args):
-    """One node of a local cluster, held by ``ray start --block`` in its own process group, so the
-    test stops exactly its own nodes (never ``ray stop``, which ends every Ray on the machine)."""
-    return subprocess.Popen([ray_bin, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-                             "--disable-usage-stats", *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-
-
 def test_worker_node_lost_mid_trial(tmp_path, figure):
     """A head and a worker node (``ray start`` on loopback, token auth on), one 2-CPU trial on each.
     The worker node dies (its raylet and workers SIGKILLed): its trial is rescheduled on the head
@@ -247,12 +239,12 @@ def test_worker_node_lost_mid_trial(tmp_path, figure):
     port = 7379 + os.getpid() % 1000
     env = _env(RAY_AUTH_MODE="token")
     subprocess.run([ray_bin, "get-auth-token", "--generate"], capture_output=True, env=env, timeout=60, check=True)
-    head = _ray_node(ray_bin, env, "--head", f"--port={port}", "--include-dashboard=false")
+    head = ray_node(env, "--head", f"--port={port}", "--include-dashboard=false")
     worker = sweep = None
     client = MlflowClient("sqlite:///" + str(tmp_path / "mlflow.db"))
     try:
         time.sleep(5)
-        worker = _ray_node(ray_bin, env, f"--address=127.0.0.1:{port}")
+        worker = ray_node(env, f"--address=127.0.0.1:{port}")
         sweep = subprocess.Popen(
             [sys.executable, "-m", "orchestrator.cli", "sweep", "--preset", "smoke", "--set", "cpus_per_worker=2",
              "--set", "max_steps=200", "--set", "log_every=5", "--set", "checkpoint_every=25", "--set", "eval_every=0",
@@ -273,10 +265,7 @@ def test_worker_node_lost_mid_trial(tmp_path, figure):
         assert killed_at, "the trials did not run on both nodes at once"
         out, err = sweep.communicate(timeout=900)
     finally:
-        for proc in (sweep, worker, head):
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=60)
+        stop_nodes(sweep, worker, head)
     assert sweep.returncode == 0, err[-3000:]
     exp = client.get_experiment_by_name("dcgan-lab")
     children = client.search_runs([exp.experiment_id], "tags.kind = 'trial'")

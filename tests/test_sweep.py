@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, ray_node, run_cli, stop_nodes, wait_for_nodes
 from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow   # starts Ray, trains, serves MLflow or drives a browser
@@ -140,7 +140,7 @@ def test_two_node_cluster_four_concurrent_trials(tmp_path):
     through the sweep's MLflow server: every metric arrives, no "database is locked"."""
     import ray
 
-    ray.shutdown()  # this process must not be a driver of what `ray stop` ends below
+    ray.shutdown()  # this process must not be a driver of the cluster the test stops
     ray_bin = str(Path(sys.executable).parent / "ray")
     port = 6379 + os.getpid() % 1000
     (tmp_path / "four.yaml").write_text(
@@ -148,18 +148,18 @@ def test_two_node_cluster_four_concurrent_trials(tmp_path):
     # Token authentication stays on: every node and the driver read the same ~/.ray/auth_token.
     env = {**os.environ, "MLFLOW_TRACKING_URI": "", "RAY_AUTH_MODE": "token"}
     subprocess.run([ray_bin, "get-auth-token", "--generate"], capture_output=True, env=env, timeout=60, check=True)
+    head = ray_node(env, "--head", f"--port={port}", "--include-dashboard=false")
+    worker = None
     try:
-        for extra in (["--head", f"--port={port}"], [f"--address=127.0.0.1:{port}"]):
-            r = subprocess.run([ray_bin, "start", *extra, "--node-ip-address=127.0.0.1", "--num-cpus=2",
-                                "--include-dashboard=false" if "--head" in extra else "--disable-usage-stats"],
-                               capture_output=True, text=True, env=env, timeout=120)
-            assert r.returncode == 0, r.stderr[-2000:]
+        wait_for_nodes(env, f"127.0.0.1:{port}", 1)
+        worker = ray_node(env, f"--address=127.0.0.1:{port}")
+        wait_for_nodes(env, f"127.0.0.1:{port}", 2)
         r = run_cli("sweep", "--preset", "smoke", "--space", str(tmp_path / "four.yaml"),
                     "--set", "log_every=1", "--set", "max_steps=40", "--set", "eval_every=0",
                     cwd=tmp_path, env={"MLFLOW_TRACKING_URI": "", "RAY_ADDRESS": f"127.0.0.1:{port}",
                                        "RAY_AUTH_MODE": "token"}, timeout=600)
     finally:
-        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120)
+        stop_nodes(worker, head)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "database is locked" not in r.stdout + r.stderr
     client = _store(tmp_path)
