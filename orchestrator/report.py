@@ -106,6 +106,10 @@ def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_thresho
     claims_md = render.claims_markdown(results, untested)
     method = render.method_md(results)
     verdicts = "\n".join(render.verdict_lines(results)) or "No claim is tested by these runs."
+    if any(r["verdict"] == "not tested" for r in results):
+        verdicts += ("\n\nExploratory: where a claim is not tested, its effect is a point estimate from too few "
+                     "seeds, not a verdict. The study that tests the claims (paired seeds, intervals, verdicts): "
+                     "`dcgan-lab sweep --preset stability` (add `--dry-run` for its trial count and cost).")
     horizons_md = render.horizons_markdown(horizon_rows)
     md = (f"# dcgan-lab report: {label}\n\n{scale_md}\n\n## Ablation tables\n\n{md_tables}\n\n## Claims\n\n{method}"
           f"\n\n{claims_md}\n\n### Verdicts\n\n{verdicts}\n\n## Horizons\n\n{horizons_md}\n")
