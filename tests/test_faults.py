@@ -179,7 +179,7 @@ def test_checkpoint_writes_are_atomic_and_damaged_files_refused(tmp_path, figure
 
     path = tmp_path / "state.pt"
     save_atomic({"step": 6, "w": torch.ones(1000)}, path)
-    with pytest.raises(pickle.PicklingError):  # the tensors are written, then pickling the lambda fails
+    with pytest.raises((AttributeError, pickle.PicklingError)):  # the tensors are written, then pickling the lambda fails
         save_atomic({"step": 12, "w": torch.zeros(1000), "bad": lambda: 0}, path)
     assert load_safe(path)["step"] == 6 and sorted(os.listdir(tmp_path)) == ["state.pt"]
     cut = tmp_path / "cut.pt"
