@@ -17,8 +17,9 @@ install: $(STAMP)
 sweep: $(STAMP)
 	$(BIN)/dcgan-lab sweep --preset quick
 
+# Two processes, a test file each at a time: most slow tests wait on process start-ups, not CPU.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
 
 check: $(STAMP)
 	$(BIN)/ruff check .

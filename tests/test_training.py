@@ -67,6 +67,15 @@ def test_two_worker_ddp_with_batchnorm(ray_local, mlflow_uri, tmp_path, placemen
     assert MlflowClient(mlflow_uri).get_run(run_id).data.params["bn_batch_size"] == "8"  # 16 over 2 workers, no sync_bn
 
 
+def _is_train_worker(proc):
+    import psutil
+
+    try:
+        return "RayTrainWorker" in " ".join(proc.cmdline())
+    except psutil.Error:   # gone, or not ours to read
+        return False
+
+
 def test_resume_after_worker_killed(ray_local, mlflow_uri, tmp_path, figure):
     """SIGKILL the worker mid-run: Ray restarts it from the last checkpoint; MLflow holds each
     logged step exactly once, and the curve and final FD equal an uninterrupted run's."""
@@ -85,7 +94,7 @@ def test_resume_after_worker_killed(ray_local, mlflow_uri, tmp_path, figure):
             if client.get_experiment_by_name(cfg.experiment) else []
         steps = [m.step for r in runs for m in client.get_metric_history(r.info.run_id, "loss_d")]
         if steps and 130 <= max(steps) < 350:
-            workers = [p for p in psutil.process_iter(["cmdline"]) if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
+            workers = [p for p in psutil.Process().children(recursive=True) if _is_train_worker(p)]   # our Ray only
             if workers:
                 os.kill(workers[0].pid, signal.SIGKILL)
                 killed_at = max(steps)
