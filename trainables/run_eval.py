@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from trainables.accel import unwrap
 from trainables.metrics.registry import COVERAGE_MODES, FD, VARIANCE_RATIO
 from trainables.metrics.stability import DIVERGED, fd_divergence, stability_metrics
 from trainables.step import LOSS_KEYS
@@ -92,7 +93,7 @@ class RunEvaluator:
 
         cfg = self.cfg
         metrics = [m for m in self.extractor.metrics if m not in NOT_IN_RUN]
-        results = evaluate_generator(getattr(netG, "module", netG), nz=cfg.nz, z_dist=cfg.z_dist,
+        results = evaluate_generator(unwrap(netG), nz=cfg.nz, z_dist=cfg.z_dist,
                                      dataset=cfg.dataset, image_size=cfg.image_size, n=cfg.eval_n,
                                      batch_size=EVAL_BATCH, evaluator=self.extractor, metrics=metrics, seed=cfg.seed,
                                      device=self.device, data_root=cfg.data_root)

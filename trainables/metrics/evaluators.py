@@ -15,10 +15,11 @@ import torch
 import torch.distributed as dist
 from torch.nn import functional as F
 
+from trainables.atomic import save_atomic
 from trainables.data import DataRequest, build_dataset, get_entry
 from trainables.data.synthetic_faces import HAIR_COLORS, SKIN_TONES
 from trainables.errors import UserError
-from trainables.metrics.cache import cache_path, load_cached, save_atomic
+from trainables.metrics.cache import cache_path, load_cached
 from trainables.metrics.evaluator_nets import HeadNet, SegNet
 
 EVALUATOR_VERSION = 1   # bump when a net, its training or its data change: old cache entries are ignored
