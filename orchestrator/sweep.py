@@ -156,7 +156,7 @@ def check_resumable(d, base):
     if not, say where the sweep ran (its sweep.json) instead of failing inside Tune's restore."""
     from ray.tune import Tuner
 
-    from orchestrator.train import with_absolute_paths
+    from orchestrator.ray_run import with_absolute_paths
 
     looked_in = f"{tune_storage(with_absolute_paths(base).storage_path)}/{d.name}"
     if Tuner.can_restore(looked_in):

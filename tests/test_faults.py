@@ -194,7 +194,7 @@ _DISK_FULL = """
 import resource, signal, sys
 import torch
 from trainables.errors import UserError
-from orchestrator.train import prepare_storage
+from orchestrator.ray_run import prepare_storage
 from trainables.atomic import save_atomic
 folder = sys.argv[1]
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
