@@ -3,7 +3,6 @@
 import itertools
 import math
 import os
-import tempfile
 
 from trainables.errors import UserError, bad_value
 
@@ -67,7 +66,7 @@ def cmd_preview(args):
     if args.masks:
         images = tint_masks(images, [labels[key] for key in mask_keys])
 
-    # Write the grid through a temporary file, so a failed write leaves no half-written image.
+    # Written atomically: a failed write leaves no half-written image.
     save_grid(images, args.out, image_format)
     print(f"wrote {args.out}: {len(items)} images of {args.dataset} at {args.size}x{args.size}")
     if args.masks:
@@ -116,18 +115,11 @@ def tint_masks(images, masks):
 def save_grid(images, path, image_format):
     from torchvision.utils import save_image
 
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".preview-")
-    os.close(fd)
-    os.chmod(tmp, 0o644)   # mkstemp's private 0600 would stick to the image
-    try:
-        save_image(images, tmp, format=image_format, nrow=math.ceil(math.sqrt(len(images))),
+    from trainables.atomic import atomic_file
+
+    with atomic_file(path) as f:
+        save_image(images, f, format=image_format, nrow=math.ceil(math.sqrt(len(images))),
                    normalize=True, value_range=(-1, 1), padding=2)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def label_balance(labels):

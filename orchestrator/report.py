@@ -19,6 +19,7 @@ from orchestrator import tracking
 from orchestrator.report_claims import evaluate_claims, summary_row
 from orchestrator.report_stats import group, table
 from trainables import store
+from trainables.atomic import write_atomic
 from trainables.errors import UserError
 
 REPORT_FILES = ("report.md", "tables.csv", "tables.tex", "report.html", "report.json", "runs.csv", "forest.png")
@@ -130,7 +131,7 @@ def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_thresho
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
-        _write_atomic(out / name, content)
+        write_atomic(out / name, content)
     if parent is not None:
         c = store.client(uri)
         for name in files:
@@ -202,15 +203,6 @@ def _json(label, scale, threshold, tables, results, summary_rows, untested, hori
         "claims_summary": summary_rows, "claims": results, "horizons": horizon_rows,
         "untested": [{"claim": c.key, "why": why} for c, why in untested],
     })
-
-
-def _write_atomic(path, content):
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    if isinstance(content, bytes):
-        tmp.write_bytes(content)
-    else:
-        tmp.write_text(content, encoding="utf-8")
-    tmp.replace(path)
 
 
 def print_sweep_report(uri, parent_run_id, out):

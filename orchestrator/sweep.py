@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.config import load_sweep_settings, parse_overrides, preset_names, resolve_config
+from trainables.atomic import write_atomic
 from trainables.errors import UserError, bad_value
 
 SEARCH_MODES = ("tpe", "grid", "random")
@@ -155,7 +156,7 @@ def check_resumable(d, base):
     if not, say where the sweep ran (its sweep.json) instead of failing inside Tune's restore."""
     from ray.tune import Tuner
 
-    from orchestrator.train import with_absolute_paths
+    from orchestrator.ray_run import with_absolute_paths
 
     looked_in = f"{tune_storage(with_absolute_paths(base).storage_path)}/{d.name}"
     if Tuner.can_restore(looked_in):
@@ -171,7 +172,4 @@ def read_sweep_file(d):
 
 
 def write_sweep_file(d, data):
-    Path(d).mkdir(parents=True, exist_ok=True)
-    tmp = Path(d) / (SWEEP_FILE + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(Path(d) / SWEEP_FILE)
+    write_atomic(Path(d) / SWEEP_FILE, json.dumps(data, indent=2))

@@ -2,41 +2,32 @@
 import contextlib
 from pathlib import Path
 
-from orchestrator import run_notes, tracking
+from orchestrator import run_notes
+from orchestrator.ray_run import PREAMBLE_PHASES, prepare_ray_run, run_tags
 from orchestrator.report import print_sweep_report
 from orchestrator.sweep import plan_trials, read_sweep_file, sweep_dir, tune_storage, write_sweep_file
 from trainables import store
 from trainables.trial import DESIGN_POINT, trial_driver
 
 # Where the driver's seconds go before Tune starts, in order; logged as perf_driver_<phase>_s tags.
-DRIVER_PHASES = ("checks", "data_cache", "ray_init", "evaluation", "mlflow_server", "parent_run")
+DRIVER_PHASES = (*PREAMBLE_PHASES, "mlflow_server", "parent_run")
 
 
 def run_sweep(preset, base, space, settings, points, resume=False):
     import ray
 
-    from orchestrator.train import check_data, check_resources, init_ray, prepare_storage, run_tags, with_absolute_paths
     from trainables.perf import PhaseClock
-    from trainables.run_eval import prepare_evaluation
 
     clock = PhaseClock(DRIVER_PHASES)
-    base = with_absolute_paths(base)
     d = sweep_dir(preset, space.name, settings["search"], resume)
-    store_uri = tracking.tracking_uri(base.mlflow_uri)
-    tracking.check_reachable(store_uri)
-    check_data(base)
-    clock.lap("checks")
-    prepare_data_cache(base)
-    clock.lap("data_cache")
-    base = prepare_evaluation(base)  # one feature space for every trial, pinned in their configs
-    clock.lap("evaluation")
-    init_ray(dashboard=not trains_in_trial(base, space))
-    check_resources(base)
-    plan_trials(base, space, trains_in_trial(base, space), ray.nodes())  # refused before the parent run exists
-    prepare_storage(base.storage_path)
-    clock.lap("ray_init")
+    in_trial = trains_in_trial(base, space)
+    # Every check, the data cache, one feature space pinned for every trial, Ray; a trial plan
+    # that cannot run is refused before the parent run exists.
+    run = prepare_ray_run(base, dashboard=not in_trial, clock=clock,
+                          check_cluster=lambda cfg: plan_trials(cfg, space, in_trial, ray.nodes()))
+    base = run.cfg
 
-    with tracking_for_sweep(store_uri, d) as uri:
+    with tracking_for_sweep(run.uri, d) as uri:
         clock.lap("mlflow_server")
         if resume:
             parent = read_sweep_file(d)["parent_run_id"]
@@ -52,6 +43,7 @@ def run_sweep(preset, base, space, settings, points, resume=False):
         store.client(uri).set_tag(parent, "perf_driver_start", f"{clock.started:.3f}")
         for phase, seconds in clock.seconds.items():
             store.client(uri).set_tag(parent, f"perf_driver_{phase}_s", f"{seconds:.3f}")
+        store.client(uri).set_tag(parent, "perf_ray_init_s", f"{run.ray_init_s:.3f}")
         results = run_tuner(d, base, space, settings, points, parent, uri, resume)
         summary = summarize(uri, parent)
         store.client(uri).set_tag(parent, "n_trials", len(results))
@@ -59,21 +51,6 @@ def run_sweep(preset, base, space, settings, points, resume=False):
         run_notes.describe_sweep(uri, parent, report)
         store.end_run(uri, parent)
     return summary if report is None else f"parent run {parent}; open the MLflow UI with: dcgan-lab ui"
-
-
-def prepare_data_cache(base):
-    """Render or decode the base config's data set into the data cache now, on every core, before
-    Ray starts: its trials then only map the file (one that searches data keys builds its own)."""
-    if not base.data_cache:
-        return
-    import time
-
-    from trainables.data.cache import ensure_cache
-    from trainables.loop import data_request
-
-    t = time.perf_counter()
-    path = ensure_cache(data_request(base))
-    print(f"[dcgan-lab] data cache: {path} ({time.perf_counter() - t:.1f} s)", flush=True)
 
 
 @contextlib.contextmanager
@@ -95,8 +72,6 @@ def run_tuner(d, base, space, settings, points, parent, uri, resume):
 
     import ray
     from ray import tune
-
-    from orchestrator.train import RAY_INIT_SECONDS, run_tags
 
     in_trial = trains_in_trial(base, space)
     plan = plan_trials(base, space, in_trial, ray.nodes())
@@ -128,7 +103,6 @@ def run_tuner(d, base, space, settings, points, parent, uri, resume):
                                       failure_config=tune.FailureConfig(max_failures=base.max_failures if in_trial else 0)),
         )
     # Where the sweep's wall time goes: ``dcgan-lab bench`` reads these with the trials' perf_* metrics.
-    store.client(uri).set_tag(parent, "perf_ray_init_s", f"{RAY_INIT_SECONDS.get('seconds', 0.0):.3f}")
     store.client(uri).set_tag(parent, "perf_tuner_start", f"{time.time():.3f}")
     results = tuner.fit()
     store.client(uri).set_tag(parent, "perf_tuner_end", f"{time.time():.3f}")

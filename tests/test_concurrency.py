@@ -108,8 +108,9 @@ def evaluator_cache(tmp_path_factory):
     seconds, where the full one takes minutes."""
     import torch
 
+    from trainables.atomic import save_atomic
     from trainables.metrics import evaluators
-    from trainables.metrics.cache import cache_path, save_atomic
+    from trainables.metrics.cache import cache_path
 
     root = tmp_path_factory.mktemp("evaluator-cache")
     old = os.environ.get("DCGAN_LAB_CACHE")

@@ -10,6 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from fake_datasets import write_celeba, write_mnist
 
+from trainables.atomic import TMP_SUFFIX
 from trainables.errors import UserError
 from trainables.metrics.evaluate import evaluate_generator, fd_speed, reference_embedding
 from trainables.metrics.evaluators import get_evaluator, held_out_scores, real_batches
@@ -85,7 +86,7 @@ def test_a_cached_evaluator_is_loaded_not_retrained(faces, cache):
         assert torch.equal(tensor, again.net.state_dict()[name])
     files = os.listdir(os.path.join(cache, "evaluators"))
     assert "synthetic-faces-32px-nc3-v1-seed0.pt" in files
-    assert not [f for f in files if f.startswith(".tmp-")]
+    assert not [f for f in files if f.endswith(TMP_SUFFIX)]
 
 
 def test_evaluator_api_features_and_predictions(faces, bedrooms):

@@ -174,7 +174,8 @@ def test_checkpoint_writes_are_atomic_and_damaged_files_refused(tmp_path, figure
     cut short, as a non-atomic write leaves it after a crash, is refused, never loaded."""
     import torch
 
-    from trainables.checkpoints import load_safe, save_atomic
+    from trainables.atomic import save_atomic
+    from trainables.checkpoints import load_safe
     from trainables.errors import UserError
 
     path = tmp_path / "state.pt"
@@ -193,8 +194,8 @@ _DISK_FULL = """
 import resource, signal, sys
 import torch
 from trainables.errors import UserError
-from orchestrator.train import prepare_storage
-from trainables.checkpoints import save_atomic
+from orchestrator.ray_run import prepare_storage
+from trainables.atomic import save_atomic
 folder = sys.argv[1]
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))   # no file may pass 1 KiB: a full disk
@@ -214,7 +215,8 @@ def test_disk_full(tmp_path, figure):
     cannot be written leaves the previous one whole, with no partial file beside it."""
     import torch
 
-    from trainables.checkpoints import load_safe, save_atomic
+    from trainables.atomic import save_atomic
+    from trainables.checkpoints import load_safe
 
     save_atomic({"step": 6, "w": torch.ones(10)}, tmp_path / "state.pt")
     r = subprocess.run([sys.executable, "-c", _DISK_FULL, str(tmp_path)], cwd=ROOT, env=_env(),

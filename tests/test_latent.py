@@ -175,8 +175,9 @@ def test_energy_matched_maps_match_energy_and_avoid_the_chosen_maps():
 def lab(tmp_path_factory):
     """A temp MLflow store with three faces generators (the finished runs of a sweep) and a bedrooms
     one, and a private evaluator cache."""
+    from trainables.atomic import save_atomic
     from trainables.metrics import evaluators
-    from trainables.metrics.cache import cache_path, save_atomic
+    from trainables.metrics.cache import cache_path
 
     root = tmp_path_factory.mktemp("latent")
     # One intra-op thread: on a busy machine two stall each other (see trainables/metrics/evaluators.py).

@@ -84,7 +84,7 @@ def test_local_ray_has_token_auth_and_a_localhost_dashboard(tmp_path, figure):
     127.0.0.1 only."""
     import subprocess
 
-    code = ("import ray; from orchestrator.train import init_ray; init_ray(); "
+    code = ("import ray; from orchestrator.ray_run import init_ray; init_ray(); "
             "from ray._private.authentication.authentication_utils import is_token_auth_enabled; "
             "info = ray._private.worker.global_worker.node.address_info; "
             "print('TOKEN_AUTH', is_token_auth_enabled()); "

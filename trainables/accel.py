@@ -20,6 +20,12 @@ def prepare_nets(cfg, session, *nets):
     return [session.prepare_model(convert_net(cfg, session.world, net)) for net in nets]
 
 
+def unwrap(net):
+    """The net inside its DDP wrapper (the net itself when there is none): the module whose
+    state_dict keys checkpoints and logged models use."""
+    return getattr(net, "module", net)
+
+
 def convert_net(cfg, world, net):
     """SyncBatchNorm (under DDP: ``world`` > 1), NHWC layout and compilation, in that order.
 

@@ -1,31 +1,15 @@
-"""Checkpoints: one file of plain tensors and numbers, written atomically, loaded safely.
+"""Checkpoints: one file of plain tensors and numbers, written atomically (``trainables.atomic``),
+loaded safely.
 
 ``weights_only=True`` refuses pickled code, so a planted checkpoint cannot run anything.
 """
-import os
 import pickle
-import tempfile
-from pathlib import Path
 
 import torch
 
+from trainables.accel import unwrap
+
 CHECKPOINT_FILE = "state.pt"
-
-
-def save_atomic(obj, path):
-    """Write ``obj`` to ``path`` through a temp file and a rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_safe(path, map_location="cpu"):
@@ -47,8 +31,8 @@ def training_state(step, netG, netD, optG, optD, fixed_noise, cfg_dict):
     so no generator state has to be carried; the fixed noise is stored as drawn."""
     return {
         "step": step,
-        "netG": _unwrap(netG).state_dict(),
-        "netD": _unwrap(netD).state_dict(),
+        "netG": unwrap(netG).state_dict(),
+        "netD": unwrap(netD).state_dict(),
         "optG": optG.state_dict(),
         "optD": optD.state_dict(),
         "fixed_noise": fixed_noise.cpu(),
@@ -58,13 +42,10 @@ def training_state(step, netG, netD, optG, optD, fixed_noise, cfg_dict):
 
 
 def restore_training_state(state, netG, netD, optG, optD):
-    _unwrap(netG).load_state_dict(state["netG"])
-    _unwrap(netD).load_state_dict(state["netD"])
+    unwrap(netG).load_state_dict(state["netG"])
+    unwrap(netD).load_state_dict(state["netD"])
     optG.load_state_dict(state["optG"])
     optD.load_state_dict(state["optD"])
     torch.set_rng_state(state["torch_rng"])
     return state["step"], state["fixed_noise"]
 
-
-def _unwrap(net):
-    return getattr(net, "module", net)

@@ -12,7 +12,7 @@ import warnings
 import torch
 from torch.utils.data import DataLoader
 
-from trainables.accel import configure_backends, memory_named, prepare_nets
+from trainables.accel import configure_backends, memory_named, prepare_nets, unwrap
 from trainables.checkpoints import restore_training_state, training_state
 from trainables.config import config_from_dict
 from trainables.data import DataRequest, build_dataset
@@ -193,8 +193,8 @@ def _log_final_models(logger, netG, netD, cfg, status, step):
     import yaml
 
 
-    logger.artifact_bytes(torch_bytes(getattr(netG, "module", netG).state_dict()), MODEL_DIR, "generator.pt")
-    logger.artifact_bytes(torch_bytes(getattr(netD, "module", netD).state_dict()), MODEL_DIR, "discriminator.pt")
+    logger.artifact_bytes(torch_bytes(unwrap(netG).state_dict()), MODEL_DIR, "generator.pt")
+    logger.artifact_bytes(torch_bytes(unwrap(netD).state_dict()), MODEL_DIR, "discriminator.pt")
     logger.artifact_bytes(yaml.safe_dump(cfg.to_dict()).encode(), MODEL_DIR, "config.yaml")
     logger.tags({"status": status, "final_step": step})
 

@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from trainables.accel import unwrap
+from trainables.data.render import images_to_pixels
 from trainables.metrics.registry import COVERAGE_MODES, FD, VARIANCE_RATIO
 from trainables.metrics.stability import DIVERGED, fd_divergence, stability_metrics
 from trainables.step import LOSS_KEYS
@@ -53,11 +55,6 @@ def prepare_evaluation(cfg):
     return dataclasses.replace(cfg, feature_extractor="inception" if extractor.name == "inception" else "domain")
 
 
-def to_pixels(images):
-    """[-1, 1] images as the 8-bit pixels of the logged grid."""
-    return images.detach().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu()
-
-
 class RunEvaluator:
     def __init__(self, cfg, device):
         self.cfg, self.device = cfg, device
@@ -82,7 +79,7 @@ class RunEvaluator:
     def record_samples(self, step, images):
         """The fixed-noise grid of ``step``: its pixels, and its features in the run's space."""
         self.samples["step"].append(step)
-        self.samples["pixels"].append(to_pixels(images))
+        self.samples["pixels"].append(images_to_pixels(images.detach()).cpu())
         if self.enabled:
             self.samples["features"].append(self.extractor.to(self.device).features(images))
 
@@ -92,7 +89,7 @@ class RunEvaluator:
 
         cfg = self.cfg
         metrics = [m for m in self.extractor.metrics if m not in NOT_IN_RUN]
-        results = evaluate_generator(getattr(netG, "module", netG), nz=cfg.nz, z_dist=cfg.z_dist,
+        results = evaluate_generator(unwrap(netG), nz=cfg.nz, z_dist=cfg.z_dist,
                                      dataset=cfg.dataset, image_size=cfg.image_size, n=cfg.eval_n,
                                      batch_size=EVAL_BATCH, evaluator=self.extractor, metrics=metrics, seed=cfg.seed,
                                      device=self.device, data_root=cfg.data_root)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from trainables.checkpoints import CHECKPOINT_FILE, load_safe, save_atomic
+from trainables.atomic import save_atomic
+from trainables.checkpoints import CHECKPOINT_FILE, load_safe
 
 
 class TrainSession:

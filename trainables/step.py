@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from trainables.accel import unwrap
 from trainables.models import sample_z
 
 LOSS_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "d_fake_g")
@@ -143,7 +144,7 @@ def _no_sync(net):
 def generate(netG, z):
     """Samples in training-mode BN (the reference's way) without touching BN's running stats.
     Eager (``forward``, not a compiled ``__call__``) and with local BN statistics."""
-    net = local_batchnorm(getattr(netG, "module", netG))
+    net = local_batchnorm(unwrap(netG))
     saved = {k: v.clone() for k, v in net.state_dict().items() if "running" in k or "num_batches" in k}
     was_training = net.training
     net.train()

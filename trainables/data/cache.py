@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainables.atomic import TMP_SUFFIX, atomic_file
 from trainables.data.registry import build_dataset, get_entry
 from trainables.metrics.cache import cache_dir
 
@@ -121,23 +122,16 @@ def _write(dataset, path, shape, workers, progress):
     # DataLoader's fork context: workers start in a fraction of a second, where spawn's re-import
     # of torch takes seconds, as long as rendering 20,000 small images.
     loader = DataLoader(dataset, batch_size=BUILD_BATCH, num_workers=workers)
-    for stale in path.parent.glob(".*.tmp"):   # left by killed builds: none runs but ours (the lock)
+    for stale in path.parent.glob(f".*{TMP_SUFFIX}"):   # left by killed builds: none runs but ours (the lock)
         stale.unlink()
-    tmp = path.parent / f".{path.stem}.{os.getpid()}.tmp"
     bar = _progress_bar(n, path.name) if progress else None
     try:
-        with open(tmp, "wb") as f:
+        with atomic_file(path) as f:
             np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (n, *shape)})
             for images, _labels in loader:
                 f.write(images.numpy().tobytes())
                 if bar is not None:
                     bar.update(len(images))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     finally:
         if bar is not None:
             bar.close()

@@ -180,6 +180,12 @@ def scale_pixels(pixels):
     return pixels.float().mul_(1 / 127.5).sub_(1.0)
 
 
+def images_to_pixels(images):
+    """[-1, 1] images (any shape, any device, their own float dtype) -> uint8 pixels: (x + 1) * 127.5
+    rounded half to even, then clamped to [0, 255]; the inverse of ``scale_pixels`` on its range."""
+    return images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+
 class RenderedDataset(torch.utils.data.Dataset):
     """Map-style data set whose item ``index`` is rendered on demand from its own RNG."""
 

@@ -2,13 +2,15 @@
 import torch
 from PIL import Image, ImageDraw
 
+from trainables.data.render import images_to_pixels
+
 PAD = 2
 MARK = (230, 30, 30)     # frames the measurement flags (largest jumps) get a red border
 
 
 def to_pil_tiles(images, scale=2):
     """[-1, 1] image batch -> list of PIL tiles, upscaled ``scale`` times (32 px is hard to see)."""
-    x = images.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round().byte()
+    x = images_to_pixels(images.detach().float().cpu())
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
     tiles = [Image.fromarray(t.permute(1, 2, 0).numpy()) for t in x]

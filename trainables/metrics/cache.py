@@ -1,11 +1,10 @@
 """Files computed once and reused: trained evaluators and real reference statistics.
 
-They live under ``$DCGAN_LAB_CACHE`` (default ``~/.cache/dcgan-lab``). Writes go to a temporary
-file in the same folder and are renamed into place, so a reader never sees half a file even
-when several workers build the same entry at once.
+They live under ``$DCGAN_LAB_CACHE`` (default ``~/.cache/dcgan-lab``). Writes are atomic
+(``trainables.atomic.save_atomic``), so a reader never sees half a file even when several
+workers build the same entry at once.
 """
 import os
-import tempfile
 
 import torch
 
@@ -16,18 +15,6 @@ def cache_dir():
 
 def cache_path(kind, name):
     return os.path.join(cache_dir(), kind, name + ".pt")
-
-
-def save_atomic(obj, path):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".pt")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def load_cached(path):

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from trainables.atomic import save_atomic
 from trainables.errors import UserError
-from trainables.metrics.cache import cache_path, load_cached, save_atomic
+from trainables.metrics.cache import cache_path, load_cached
 from trainables.metrics.evaluators import get_evaluator, real_batches
 from trainables.metrics.frechet import FeatureStats, all_reduce_stats
 from trainables.metrics.registry import EvalInputs, get_metric

@@ -15,10 +15,12 @@ import torch
 import torch.distributed as dist
 from torch.nn import functional as F
 
+from trainables.atomic import save_atomic
 from trainables.data import DataRequest, build_dataset, get_entry
+from trainables.data.render import images_to_pixels
 from trainables.data.synthetic_faces import HAIR_COLORS, SKIN_TONES
 from trainables.errors import UserError
-from trainables.metrics.cache import cache_path, load_cached, save_atomic
+from trainables.metrics.cache import cache_path, load_cached
 from trainables.metrics.evaluator_nets import HeadNet, SegNet
 
 EVALUATOR_VERSION = 1   # bump when a net, its training or its data change: old cache entries are ignored
@@ -176,7 +178,7 @@ def _load_all(dataset, image_size, nc, split, n, data_root):
     # uint8 keeps the training set small in memory (64x64: 12 KB an image).
     images, labels = [], []
     for x, y in real_batches(dataset, image_size, nc, split, n, data_root):
-        images.append(x.add(1).mul(127.5).round().to(torch.uint8))
+        images.append(images_to_pixels(x))
         labels.append(y)
     return torch.cat(images), {key: torch.cat([y[key] for y in labels]) for key in labels[0]}
 

@@ -12,6 +12,7 @@ import os
 import torch
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 
+from trainables.data.render import images_to_pixels
 from trainables.errors import UserError
 from trainables.metrics.evaluators import BASE_METRICS, get_evaluator
 
@@ -40,7 +41,7 @@ class InceptionFeatures:
     @torch.inference_mode()
     def features(self, images):
         device = next(self.net.parameters()).device
-        pixels = images.to(device).add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+        pixels = images_to_pixels(images.to(device))
         if pixels.shape[1] == 1:
             pixels = pixels.repeat(1, 3, 1, 1)
         return self.net(pixels).float().cpu()
