@@ -57,8 +57,8 @@ def cmd_preview(args):
     if args.masks and not mask_keys:
         raise UserError(f"--masks: dataset={args.dataset!r} has no masks "
                         f"(label keys: {', '.join(entry.label_keys) or 'none'})")
-    dataset = build_dataset(DataRequest(args.dataset, image_size=args.size, root=args.data_root,
-                                        download=args.download, seed=args.seed))
+    dataset = build_dataset(DataRequest(args.dataset, image_size=args.size, data_root=args.data_root,
+                                        download=args.download, data_seed=args.seed))
 
     # Draw the first n images and batch their labels.
     items = [dataset[i] for i in range(min(args.n, len(dataset)))]
@@ -85,8 +85,8 @@ def cmd_cache(args):
 
     if args.workers is not None and args.workers < 0:
         raise bad_value("workers", args.workers, ">= 0 (0: render in this process)")
-    request = DataRequest(args.dataset, image_size=args.size, nc=args.nc, root=os.path.abspath(args.data_root),
-                          download=args.download, length=args.length, seed=args.seed)
+    request = DataRequest(args.dataset, image_size=args.size, nc=args.nc, data_root=os.path.abspath(args.data_root),
+                          download=args.download, dataset_size=args.length, data_seed=args.seed)
     workers = os.cpu_count() if args.workers is None else args.workers
     path = ensure_cache(request, workers=workers, progress=True)
     print(f"{path}: {path.stat().st_size / 2**20:.1f} MB")
