@@ -77,7 +77,7 @@ def _write_jpegs(folder, n):
     from trainables.data import DataRequest, build_dataset
 
     folder.mkdir(parents=True)
-    faces = build_dataset(DataRequest("synthetic-faces", image_size=128, length=n, pixels=True))
+    faces = build_dataset(DataRequest("synthetic-faces", image_size=128, dataset_size=n, pixels=True))
     for i in range(n):
         pixels, _ = faces[i]
         Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(folder / f"{i:05d}.jpg", quality=90)

@@ -1,10 +1,13 @@
 """Presets and overrides: a YAML preset (``presets/``) and ``--set k=v`` over the typed config's
-defaults (``trainables/config.py``), resolved and checked on the driver before Ray starts."""
+defaults (``trainables/config.py``), resolved and checked on the driver before Ray starts; and the
+sweep's own settings (``SweepSettings``: a preset's ``sweep:`` section, then the sweep's flags)."""
+import dataclasses
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import yaml
 
-from trainables.config import config_from_dict
+from trainables.config import coerce_field, config_from_dict, setting
 from trainables.errors import UserError, bad_value
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -12,11 +15,6 @@ PRESET_DIR = Path(__file__).parent / "presets"
 
 def preset_names():
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-
-
-# A preset's optional ``sweep:`` section; these are its defaults.
-SWEEP_DEFAULTS = {"space": "paper-claims", "search": "grid", "num_samples": 8, "seeds": 1,
-                  "scheduler": "none"}
 
 
 def _read_preset(name):
@@ -35,14 +33,44 @@ def load_preset(name):
     return {k: v for k, v in _read_preset(name).items() if k != "sweep"}
 
 
-def load_sweep_settings(name):
-    """The preset's ``sweep:`` section over SWEEP_DEFAULTS."""
+SEARCH_MODES = ("tpe", "grid", "random")
+SCHEDULERS = ("none", "asha")
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """A sweep's settings: a preset's ``sweep:`` section, then the ``sweep`` command's flags."""
+
+    space: str = setting("paper-claims", "search space name (search_spaces/NAME.yaml) or a YAML path")
+    search: str = setting("grid", "how trials are chosen", choices=SEARCH_MODES)
+    num_samples: int = setting(8, "trials for tpe/random; a cap for grid", min=1)
+    seeds: int = setting(1, "seeds per grid point", min=1)
+    scheduler: str = setting("none", "asha: stop trials whose FD lags at each rung", choices=SCHEDULERS)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+SWEEP_FIELDS = {f.name: f for f in fields(SweepSettings)}
+
+
+def sweep_flag(key):
+    return "--" + key.replace("_", "-")
+
+
+def load_sweep_settings(name, flags=None):
+    """SweepSettings from the preset's ``sweep:`` section, then ``flags`` (key -> value, None: not
+    given); each value checked, the error naming where it came from (``sweep.seeds`` or ``--seeds``)."""
     section = _read_preset(name).get("sweep") or {}
-    unknown = set(section) - set(SWEEP_DEFAULTS)
+    unknown = set(section) - set(SWEEP_FIELDS)
     if unknown:
         key = sorted(unknown)[0]
-        raise bad_value(f"sweep.{key}", section[key], f"unknown sweep setting; known: {', '.join(SWEEP_DEFAULTS)}")
-    return {**SWEEP_DEFAULTS, **section}
+        raise bad_value(f"sweep.{key}", section[key], f"unknown sweep setting; known: {', '.join(SWEEP_FIELDS)}")
+    values = {k: coerce_field(SWEEP_FIELDS[k], v, f"sweep.{k}") for k, v in section.items()}
+    for key, value in (flags or {}).items():
+        if value is not None:
+            values[key] = coerce_field(SWEEP_FIELDS[key], value, sweep_flag(key))
+    return SweepSettings(**values)
 
 
 def parse_overrides(pairs):

@@ -21,9 +21,11 @@ def add_subparser(subparsers):
     # A wrong name gets the list in its error.
     p.add_argument("--dataset", required=True, help="a registered data set name")
     p.add_argument("--n", type=int, default=64, help="number of images (the first n)")
-    p.add_argument("--size", type=int, default=64, help="image_size (synthetic data sets: 16, 32, 64 or 128)")
+    p.add_argument("--image-size", "--size", dest="image_size", type=int, default=64,
+                   help="synthetic data sets: 16, 32, 64 or 128")
     p.add_argument("--masks", action="store_true", help="tint the pixels of each mask (data sets with masks)")
-    p.add_argument("--seed", type=int, default=0, help="synthetic data sets: the data set's seed")
+    p.add_argument("--data-seed", "--seed", dest="data_seed", type=int, default=0,
+                   help="synthetic data sets: the data set's seed")
     p.add_argument("--data-root", default="./data", help="real data sets: where they live")
     p.add_argument("--download", action="store_true", help="real data sets: let torchvision download them")
     p.add_argument("--out", required=True, help="output image, e.g. preview.png")
@@ -31,10 +33,12 @@ def add_subparser(subparsers):
 
     c = verbs.add_parser("cache", help="render or decode a data set into the data cache now (training reads it)")
     c.add_argument("--dataset", required=True, help="a registered data set name")
-    c.add_argument("--size", type=int, default=64, help="image_size")
+    c.add_argument("--image-size", "--size", dest="image_size", type=int, default=64, help="image side in pixels")
     c.add_argument("--nc", type=int, default=3, help="image channels (1 or 3)")
-    c.add_argument("--length", type=int, default=60000, help="synthetic data sets: number of images (dataset_size)")
-    c.add_argument("--seed", type=int, default=0, help="synthetic data sets: the data set's seed (data_seed)")
+    c.add_argument("--dataset-size", "--length", dest="dataset_size", type=int, default=60000,
+                   help="synthetic data sets: number of images")
+    c.add_argument("--data-seed", "--seed", dest="data_seed", type=int, default=0,
+                   help="synthetic data sets: the data set's seed")
     c.add_argument("--data-root", default="./data", help="real data sets: where they live")
     c.add_argument("--download", action="store_true", help="real data sets: let torchvision download them")
     c.add_argument("--workers", type=int, help="processes that render or decode (default: one per CPU)")
@@ -56,8 +60,8 @@ def cmd_preview(args):
     if args.masks and not mask_keys:
         raise UserError(f"--masks: dataset={args.dataset!r} has no masks "
                         f"(label keys: {', '.join(entry.label_keys) or 'none'})")
-    dataset = build_dataset(DataRequest(args.dataset, image_size=args.size, root=args.data_root,
-                                        download=args.download, seed=args.seed))
+    dataset = build_dataset(DataRequest(args.dataset, image_size=args.image_size, data_root=args.data_root,
+                                        download=args.download, data_seed=args.data_seed))
 
     # Draw the first n images and batch their labels.
     items = [dataset[i] for i in range(min(args.n, len(dataset)))]
@@ -68,7 +72,7 @@ def cmd_preview(args):
 
     # Written atomically: a failed write leaves no half-written image.
     save_grid(images, args.out, image_format)
-    print(f"wrote {args.out}: {len(items)} images of {args.dataset} at {args.size}x{args.size}")
+    print(f"wrote {args.out}: {len(items)} images of {args.dataset} at {args.image_size}x{args.image_size}")
     if args.masks:
         print("masks: " + ", ".join(f"{key} {name}" for key, (name, _) in zip(mask_keys, itertools.cycle(MASK_TINTS))))
     for line in label_balance(labels):
@@ -84,8 +88,8 @@ def cmd_cache(args):
 
     if args.workers is not None and args.workers < 0:
         raise bad_value("workers", args.workers, ">= 0 (0: render in this process)")
-    request = DataRequest(args.dataset, image_size=args.size, nc=args.nc, root=os.path.abspath(args.data_root),
-                          download=args.download, length=args.length, seed=args.seed)
+    request = DataRequest(args.dataset, image_size=args.image_size, nc=args.nc, data_root=os.path.abspath(args.data_root),
+                          download=args.download, dataset_size=args.dataset_size, data_seed=args.data_seed)
     workers = os.cpu_count() if args.workers is None else args.workers
     path = ensure_cache(request, workers=workers, progress=True)
     print(f"{path}: {path.stat().st_size / 2**20:.1f} MB")

@@ -8,21 +8,20 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.config import load_sweep_settings, parse_overrides, preset_names, resolve_config
+from orchestrator.config import SWEEP_FIELDS, load_sweep_settings, parse_overrides, preset_names, resolve_config, sweep_flag
 from trainables.atomic import write_atomic
 from trainables.errors import UserError, bad_value
 
-SEARCH_MODES = ("tpe", "grid", "random")
 SWEEP_FILE = "sweep.json"   # beside Tune's state: the parent run id, for --resume
 
 
 def add_subparser(subparsers):
     p = subparsers.add_parser("sweep", help="Ray Tune + Optuna sweep; one MLflow parent run, a child per trial")
     p.add_argument("--preset", default="quick", help=f"one of: {', '.join(preset_names())}")
-    p.add_argument("--space", help="search space name (search_spaces/NAME.yaml) or a YAML path")
-    p.add_argument("--search", help=f"one of: {', '.join(SEARCH_MODES)}")
-    p.add_argument("--num-samples", type=int, help="trials for tpe/random; a cap for grid")
-    p.add_argument("--seeds", type=int, help="seeds per grid point")
+    for key, f in SWEEP_FIELDS.items():  # the preset's sweep.<key>, else the default
+        choices = f" (one of: {', '.join(f.metadata['choices'])})" if "choices" in f.metadata else ""
+        p.add_argument(sweep_flag(key), type=f.type, help=f"{f.metadata['help']}{choices}; default: the preset's "
+                                                          f"sweep.{key}, else {f.default}")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key of every trial (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the last interrupted sweep of this preset")
@@ -35,48 +34,37 @@ def resolve_sweep(args):
     from search_spaces.loader import grid_points, load_space, to_optuna
 
     base = resolve_config(args.preset, parse_overrides(args.overrides))
-    settings = load_sweep_settings(args.preset)
-    for key in ("space", "search", "num_samples", "seeds"):
-        value = getattr(args, key)
-        if value is not None:
-            settings[key] = value
-    if settings["scheduler"] not in ("none", "asha"):
-        raise bad_value("sweep.scheduler", settings["scheduler"], "none or asha")
-    if settings["scheduler"] == "asha" and base.eval_every == 0:
+    settings = load_sweep_settings(args.preset, {key: getattr(args, key) for key in SWEEP_FIELDS})
+    if settings.scheduler == "asha" and base.eval_every == 0:
         raise bad_value("eval_every", 0, "> 0 with the asha scheduler (it ranks trials by FD)")
-    if settings["search"] not in SEARCH_MODES:
-        raise bad_value("search", settings["search"], f"one of {', '.join(SEARCH_MODES)}")
-    for key in ("num_samples", "seeds"):
-        if not isinstance(settings[key], int) or settings[key] < 1:
-            raise bad_value(key.replace("_", "-"), settings[key], "an integer >= 1")
-    space = load_space(settings["space"])
-    if settings["search"] == "tpe":
+    space = load_space(settings.space)
+    if settings.search == "tpe":
         to_optuna(space)  # a grid space cannot be searched by TPE: say so before Ray starts
         if base.eval_every == 0:
             raise bad_value("eval_every", 0, "> 0 for --search tpe (TPE minimises the run's FD)")
     points = None
-    if settings["search"] == "grid":
-        points = grid_points(space, settings["seeds"])
+    if settings.search == "grid":
+        points = grid_points(space, settings.seeds)
         if args.num_samples is not None and len(points) > args.num_samples:
-            raise bad_value("num-samples", args.num_samples,
-                            f">= {len(points)}: the grid of {space.name} x {settings['seeds']} seeds has {len(points)} trials")
+            raise bad_value(sweep_flag("num_samples"), args.num_samples,
+                            f">= {len(points)}: the grid of {space.name} x {settings.seeds} seeds has {len(points)} trials")
     return base, space, settings, points
 
 
 def cmd_sweep(args):
     base, space, settings, points = resolve_sweep(args)
-    n_trials = len(points) if points is not None else settings["num_samples"]
+    n_trials = len(points) if points is not None else settings.num_samples
     if args.dry_run:
         import yaml
 
         from orchestrator.estimate import sweep_estimate
 
-        print(yaml.safe_dump({"sweep": {**settings, "space": space.name, "trials": n_trials},
+        print(yaml.safe_dump({"sweep": {**settings.to_dict(), "space": space.name, "trials": n_trials},
                               "base_config": base.to_dict()}, sort_keys=False).rstrip())
         print(yaml.safe_dump({"cost": sweep_estimate(base, n_trials)}, sort_keys=False).rstrip())
         return 0
     if args.resume:
-        check_resumable(sweep_dir(args.preset, space.name, settings["search"], resume=True), base)
+        check_resumable(sweep_dir(args.preset, space.name, settings.search, resume=True), base)
     from orchestrator.sweep_run import run_sweep
 
     summary = run_sweep(args.preset, base, space, settings, points, resume=args.resume)

@@ -19,7 +19,7 @@ def run_sweep(preset, base, space, settings, points, resume=False):
     from trainables.perf import PhaseClock
 
     clock = PhaseClock(DRIVER_PHASES)
-    d = sweep_dir(preset, space.name, settings["search"], resume)
+    d = sweep_dir(preset, space.name, settings.search, resume)
     in_trial = trains_in_trial(base, space)
     # Every check, the data cache, one feature space pinned for every trial, Ray; a trial plan
     # that cannot run is refused before the parent run exists.
@@ -34,10 +34,10 @@ def run_sweep(preset, base, space, settings, points, resume=False):
         else:
             parent = store.start_run(
                 uri, base.experiment, d.name,
-                {**{f"sweep_{k}": v for k, v in settings.items()}, "sweep_space": space.name, **base.to_dict()},
+                {**{f"sweep_{k}": v for k, v in settings.to_dict().items()}, "sweep_space": space.name, **base.to_dict()},
                 {**run_tags(), "kind": "sweep", "space_file": space.path})
             run_notes.start_sweep(uri, parent)
-            write_sweep_file(d, {"parent_run_id": parent, "preset": preset, "settings": settings,
+            write_sweep_file(d, {"parent_run_id": parent, "preset": preset, "settings": settings.to_dict(),
                                  "storage_path": base.storage_path})
         clock.lap("parent_run")
         store.client(uri).set_tag(parent, "perf_driver_start", f"{clock.started:.3f}")
@@ -88,7 +88,7 @@ def run_tuner(d, base, space, settings, points, parent, uri, resume):
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples,
-                                        scheduler=make_scheduler(settings["scheduler"]),
+                                        scheduler=make_scheduler(settings.scheduler),
                                         max_concurrent_trials=plan.concurrency,
                                         trial_name_creator=lambda t: f"trial-{t.trial_id}",
                                         trial_dirname_creator=lambda t: f"trial-{t.trial_id}",
@@ -116,21 +116,21 @@ def search_setup(space, settings, points, base, d):
 
     from search_spaces.loader import paper_defaults, to_optuna, to_tune
 
-    mode = settings["search"]
+    mode = settings.search
     if mode == "grid":
         if space.design == "one_at_a_time":  # not a product: each trial gets one whole point
             return None, {DESIGN_POINT: tune.grid_search(points)}, 1
         # Tune's grid is the cartesian product of each key's values: the same trials as ``points``.
         return None, {k: tune.grid_search(list(dict.fromkeys(p[k] for p in points))) for k in points[0]}, 1
     if mode == "random":
-        return None, to_tune(space), settings["num_samples"]
+        return None, to_tune(space), settings.num_samples
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{Path(d).absolute() / 'optuna.db'}")
     alg = OptunaSearch(space=to_optuna(space), metric="fd", mode="min", storage=storage,
                        study_name=d.name, points_to_evaluate=[paper_defaults(space)], seed=base.seed)
-    return alg, None, settings["num_samples"]
+    return alg, None, settings.num_samples
 
 
 def make_scheduler(name):

@@ -46,7 +46,7 @@ def _design(space_name, seeds):
 
 def _preset(name):
     s = load_sweep_settings(name)
-    return s["space"], s["seeds"]
+    return s.space, s.seeds
 
 
 def _study(rng, factors, points, paper, unequal, effect=0.0):

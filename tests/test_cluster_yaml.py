@@ -103,5 +103,5 @@ def test_gpu_study_packs_four_trials_per_gpu_node(prepared):
     gpu = next(t for t in types.values() if t["resources"].get("GPU", 0) > 0)
     nodes = [{"Alive": True, "Resources": types[prepared["head_node_type"]]["resources"]}]
     nodes += [{"Alive": True, "Resources": gpu["resources"]}] * gpu["max_workers"]
-    plan = plan_trials(resolve_config("gpu-study"), load_space(load_sweep_settings("gpu-study")["space"]), True, nodes)
+    plan = plan_trials(resolve_config("gpu-study"), load_space(load_sweep_settings("gpu-study").space), True, nodes)
     assert plan.resources == {"cpu": 1, "gpu": 0.25} and plan.concurrency == 4 * gpu["max_workers"]

@@ -84,7 +84,7 @@ def test_synthetic_batches_equal_the_loader_under_ddp_and_resume(name, nc):
 def test_real_sets_decode_once_to_the_loaders_floats(name, nc, tmp_path):
     (tmp_path / "data").mkdir()
     REAL[name](tmp_path / "data")
-    request = DataRequest(name, image_size=32, nc=nc, root=str(tmp_path / "data"))
+    request = DataRequest(name, image_size=32, nc=nc, data_root=str(tmp_path / "data"))
     images = open_cache(request, workers=0)
     order = list(reversed(range(len(images))))
     assert len(images) == len(build_dataset(request))
@@ -92,26 +92,26 @@ def test_real_sets_decode_once_to_the_loaders_floats(name, nc, tmp_path):
 
 
 def test_parallel_build_writes_the_same_file(cache_root):
-    serial = ensure_cache(DataRequest("synthetic-faces", image_size=16, length=700, seed=5), workers=0)
+    serial = ensure_cache(DataRequest("synthetic-faces", image_size=16, dataset_size=700, data_seed=5), workers=0)
     kept = serial.read_bytes()
     serial.unlink()
-    parallel = ensure_cache(DataRequest("synthetic-faces", image_size=16, length=700, seed=5), workers=2)
+    parallel = ensure_cache(DataRequest("synthetic-faces", image_size=16, dataset_size=700, data_seed=5), workers=2)
     assert parallel == serial and parallel.read_bytes() == kept
 
 
 # --- Keys, atomic writes, concurrent builders ----------------------------------------------------
 
 def test_key_names_every_input_of_the_pixels(tmp_path):
-    base = DataRequest("synthetic-faces", image_size=32, nc=3, length=100, seed=0)
+    base = DataRequest("synthetic-faces", image_size=32, nc=3, dataset_size=100, data_seed=0)
     changed = [dataclasses.replace(base, **kv) for kv in
-               ({"image_size": 64}, {"nc": 1}, {"length": 101}, {"seed": 1}, {"split": "test"},
-                {"name": "synthetic-bedrooms"})]
+               ({"image_size": 64}, {"nc": 1}, {"dataset_size": 101}, {"data_seed": 1}, {"split": "test"},
+                {"dataset": "synthetic-bedrooms"})]
     paths = {cache_file(r) for r in [base, *changed]}
     assert len(paths) == 7 and all(p.name.endswith("-v1.npy") for p in paths)
     # Real sets: the files under data_root are part of the key; a changed file is a new entry.
     (tmp_path / "data").mkdir()
     fake_datasets.write_folder(tmp_path / "data")
-    real = DataRequest("folder", image_size=32, root=str(tmp_path / "data"))
+    real = DataRequest("folder", image_size=32, data_root=str(tmp_path / "data"))
     before = cache_file(real)
     first = sorted((tmp_path / "data").rglob("*.png"))[0]
     os.utime(first, ns=(0, 0))
@@ -119,7 +119,7 @@ def test_key_names_every_input_of_the_pixels(tmp_path):
 
 
 def test_a_file_that_is_not_the_entry_is_rebuilt(cache_root):
-    request = DataRequest("synthetic-faces", image_size=16, length=50)
+    request = DataRequest("synthetic-faces", image_size=16, dataset_size=50)
     path = cache_file(request)
     path.parent.mkdir(parents=True)
     for foreign in (np.zeros((49, 3, 16, 16), np.uint8), None):   # one image short; cut short on disk
@@ -136,7 +136,7 @@ _BUILD = """
 import sys
 from trainables.data import DataRequest
 from trainables.data.cache import ensure_cache
-print(ensure_cache(DataRequest("synthetic-faces", image_size=int(sys.argv[1]), length=int(sys.argv[2])), workers=0))
+print(ensure_cache(DataRequest("synthetic-faces", image_size=int(sys.argv[1]), dataset_size=int(sys.argv[2])), workers=0))
 """
 
 
@@ -155,7 +155,7 @@ def test_concurrent_builders_share_one_whole_file(cache_root):
     assert sorted(p.name for p in cache_root.iterdir()) == [".build.lock", os.path.basename(path)]
     images = np.load(path)
     assert images.shape == (3000, 3, 16, 16)
-    request = DataRequest("synthetic-faces", image_size=16, length=3000)
+    request = DataRequest("synthetic-faces", image_size=16, dataset_size=3000)
     assert torch.equal(torch.from_numpy(images[[0, 2999]]), loader_images(dataclasses.replace(request, pixels=True),
                                                                            [0, 2999]))
 
@@ -168,9 +168,9 @@ def test_a_killed_build_leaves_no_entry_and_the_next_build_cleans_up(cache_root)
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    request = DataRequest("synthetic-faces", image_size=64, length=60000)
+    request = DataRequest("synthetic-faces", image_size=64, dataset_size=60000)
     assert not cache_file(request).exists()
-    small = ensure_cache(DataRequest("synthetic-faces", image_size=64, length=60000 // 1000))
+    small = ensure_cache(DataRequest("synthetic-faces", image_size=64, dataset_size=60000 // 1000))
     assert sorted(p.name for p in cache_root.iterdir()) == [".build.lock", small.name]   # the stale part is gone
 
 

@@ -19,7 +19,7 @@ from scipy import stats as sps
 from orchestrator import report_model as model
 from orchestrator.report import REPORT_FILES, build_report
 from orchestrator.report_claims import evaluate_claims
-from orchestrator.report_data import canonical
+from orchestrator.report_data import canonical, paper_levels
 from orchestrator.report_stats import fd_interval
 from search_spaces.claims import load_claims
 from trainables.errors import UserError
@@ -184,9 +184,10 @@ def _records(cells, seeds, log_fd, hist=None, diverged=()):
     return out
 
 
-PAPER = ("0.0002", "0.5", "paper")
+# The paper's levels are the config's defaults (lr 2e-4, beta1 0.5, bn_placement paper), as the report labels them.
+PAPER_LEVELS = paper_levels(("lr", "beta1", "bn_placement"), dict.fromkeys(("lr", "beta1", "bn_placement"), canonical))
+PAPER = tuple(PAPER_LEVELS.values())
 PAIRED = (PAPER, ("0.001", "0.5", "paper"), ("0.0002", "0.9", "paper"), ("0.0002", "0.5", "all"))
-PAPER_LEVELS = dict(zip(("lr", "beta1", "bn_placement"), PAPER))
 
 
 def _evaluate(recs, claims=None):

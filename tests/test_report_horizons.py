@@ -7,16 +7,16 @@ import pytest
 
 from orchestrator import report_model as model
 from orchestrator.report_claims import evaluate_claims, summary_row
-from orchestrator.report_data import canonical, steps_to
+from orchestrator.report_data import canonical, paper_levels, steps_to
 from orchestrator.report_horizons import at_step, diverged_at, horizon, horizon_rows
 from orchestrator.report_render import horizons_markdown
 from search_spaces.claims import load_claims
 
 FACTORS = ("lr", "beta1", "bn_placement")
-PAPER = ("0.0002", "0.5", "paper")
+PAPER_LEVELS = paper_levels(FACTORS, dict.fromkeys(FACTORS, canonical))   # the config's defaults
+PAPER = tuple(PAPER_LEVELS.values())
 LR_ALT = ("0.001", "0.5", "paper")
 PAIRED = (PAPER, LR_ALT, ("0.0002", "0.9", "paper"), ("0.0002", "0.5", "all"))
-PAPER_LEVELS = dict(zip(FACTORS, PAPER))
 STEPS = tuple(range(50, 1201, 50))    # an evaluation every 50 of 1,200 steps
 SEEDS = 5
 THRESHOLD = 80.0

@@ -1,4 +1,6 @@
 """Search spaces: the shipped files load, convert to Tune and Optuna, enumerate, and bad files fail on one line."""
+from dataclasses import fields
+
 import pytest
 
 from search_spaces.loader import grid_points, load_space, paper_defaults, space_names, to_optuna, to_tune
@@ -165,3 +167,17 @@ def write(tmp_path, param_line):
     path = tmp_path / "space.yaml"
     path.write_text(f"description: test\nparams:\n  {param_line}\n")
     return path
+
+
+def test_claims_take_the_paper_levels_from_the_config_defaults():
+    """One home for the paper's values: the config's defaults. The claims file does not repeat them
+    (no ``paper:`` field), so each claim's paper level is the default of its factor."""
+    import yaml
+
+    from search_spaces.claims import CLAIMS_DIR, load_claims
+
+    spec = yaml.safe_load((CLAIMS_DIR / "paper.yaml").read_text())["claims"]
+    assert not [key for key, claim in spec.items() if "paper" in claim]
+    defaults = {f.name: f.default for f in fields(Config)}
+    assert {c.factor: c.paper for c in load_claims("paper")} == {c.factor: defaults[c.factor] for c in load_claims("paper")}
+    assert defaults["lr"] == 2e-4 and defaults["beta1"] == 0.5 and defaults["bn_placement"] == "paper"

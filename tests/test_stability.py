@@ -170,7 +170,7 @@ def test_real_faces_in_the_evaluator_space_and_in_pixels():
     from trainables.data import DataRequest, build_dataset
     from trainables.metrics.evaluators import get_evaluator
 
-    data = build_dataset(DataRequest(name="synthetic-faces", image_size=32, nc=3, length=64, seed=0))
+    data = build_dataset(DataRequest(dataset="synthetic-faces", image_size=32, nc=3, dataset_size=64, data_seed=0))
     faces = torch.stack([data[i][0] for i in range(64)])
     a, b = faces[:32], faces[32:]
     evaluator = get_evaluator("synthetic-faces", 32)

@@ -35,11 +35,11 @@ def digest(image, labels):
 # --- Determinism and the request --------------------------------------------------------------
 
 def test_same_item_in_another_process():
-    here = [digest(*build(name, image_size=32, seed=7)[1234]) for name in NAMES]
+    here = [digest(*build(name, image_size=32, data_seed=7)[1234]) for name in NAMES]
     script = (
         "import sys; sys.path[:0] = ['tests', '.']\n"
         "from test_synthetic_data import NAMES, build, digest\n"
-        "print(' '.join(digest(*build(name, image_size=32, seed=7)[1234]) for name in NAMES))\n"
+        "print(' '.join(digest(*build(name, image_size=32, data_seed=7)[1234]) for name in NAMES))\n"
     )
     there = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert there.returncode == 0, there.stderr
@@ -58,14 +58,14 @@ def test_item_does_not_depend_on_access_order():
 def test_seed_and_split_change_the_images(name):
     train = build(name, image_size=16)[0][0]
     assert not torch.equal(train, build(name, image_size=16, split="test")[0][0])
-    assert not torch.equal(train, build(name, image_size=16, seed=1)[0][0])
+    assert not torch.equal(train, build(name, image_size=16, data_seed=1)[0][0])
 
 
 @pytest.mark.parametrize("nc", [1, 3])
 @pytest.mark.parametrize("size", [16, 32, 64, 128])
 @pytest.mark.parametrize("name", NAMES)
 def test_shape_range_and_labels(name, size, nc):
-    dataset = build(name, image_size=size, nc=nc, length=10)
+    dataset = build(name, image_size=size, nc=nc, dataset_size=10)
     assert len(dataset) == 10
     for index in (0, 9):
         image, labels = dataset[index]
@@ -87,7 +87,7 @@ def test_gray_is_the_luma_of_colour():
 
 
 @pytest.mark.parametrize("key,value", [("image_size", 48), ("image_size", 8), ("image_size", 256),
-                                       ("nc", 2), ("split", "val"), ("length", 0), ("seed", -1)])
+                                       ("nc", 2), ("split", "val"), ("dataset_size", 0), ("data_seed", -1)])
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_request_names_the_key(name, key, value):
     with pytest.raises(UserError, match=key):
@@ -95,7 +95,7 @@ def test_bad_request_names_the_key(name, key, value):
 
 
 def test_batches_under_a_distributed_sampler():
-    dataset = build("synthetic-bedrooms", image_size=16, length=20)
+    dataset = build("synthetic-bedrooms", image_size=16, dataset_size=20)
     sampler = DistributedSampler(dataset, num_replicas=2, rank=1, shuffle=True, seed=0)
     loader = DataLoader(dataset, batch_size=5, sampler=sampler, num_workers=2)
     batches = list(loader)
@@ -109,7 +109,7 @@ def test_batches_under_a_distributed_sampler():
 
 def sampled_labels(name, labels_of, n=4000):
     # The data set's own scene -> labels path, without the drawing, so thousands are cheap.
-    dataset = build(name, length=n)
+    dataset = build(name, dataset_size=n)
     rows = [labels_of(dataset.scene(i)) for i in range(n)]
     return {key: torch.stack([row[key] for row in rows]) for key in rows[0]}
 

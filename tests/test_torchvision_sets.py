@@ -28,7 +28,7 @@ def _own_working_dir(tmp_path, monkeypatch):
 
 
 def build(name, root, **kwargs):
-    return build_dataset(DataRequest(name, root=str(root), **kwargs))
+    return build_dataset(DataRequest(name, data_root=str(root), **kwargs))
 
 
 @pytest.mark.parametrize("size,nc", [(32, 1), (64, 3)])

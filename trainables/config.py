@@ -20,80 +20,81 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 
 
-def _opt(default, help_, **checks):
+def setting(default, help_, **checks):
+    """A typed setting: its default, a one-line help and its checks (choices, min, gt, max, lt)."""
     return field(default=default, metadata=dict(help=help_, **checks))
 
 
 @dataclass
 class Config:
     # Data.
-    dataset: str = _opt("synthetic-faces", "data set name from the registry (dcgan-lab data preview lists them)")
-    data_root: str = _opt("./data", "where real data sets live on disk")
-    download: bool = _opt(False, "let torchvision download the data set (needs internet)")
-    dataset_size: int = _opt(60000, "images in a synthetic data set", min=1)
-    data_seed: int = _opt(0, "seed of the synthetic data set itself (not of training)", min=0)
-    image_size: int = _opt(64, "image side in pixels; the layer count follows", choices=IMAGE_SIZES)
-    nc: int = _opt(3, "image channels", choices=(1, 3))
-    data_cache: bool = _opt(True, "batches from a uint8 copy of the data set built once per machine; false: decode each")
+    dataset: str = setting("synthetic-faces", "data set name from the registry (dcgan-lab data preview lists them)")
+    data_root: str = setting("./data", "where real data sets live on disk")
+    download: bool = setting(False, "let torchvision download the data set (needs internet)")
+    dataset_size: int = setting(60000, "images in a synthetic data set", min=1)
+    data_seed: int = setting(0, "seed of the synthetic data set itself (not of training)", min=0)
+    image_size: int = setting(64, "image side in pixels; the layer count follows", choices=IMAGE_SIZES)
+    nc: int = setting(3, "image channels", choices=(1, 3))
+    data_cache: bool = setting(True, "batches from a uint8 copy of the data set built once per machine; false: decode each")
     # Model (paper section 3).
-    nz: int = _opt(100, "latent dimension", min=1)
-    z_dist: str = _opt("normal", "latent prior: normal N(0,1) or uniform U(-1,1) (the paper's code)",
+    nz: int = setting(100, "latent dimension", min=1)
+    z_dist: str = setting("normal", "latent prior: normal N(0,1) or uniform U(-1,1) (the paper's code)",
                        choices=("normal", "uniform"))
-    ngf: int = _opt(64, "generator width (channels of its last hidden layer)", min=1)
-    ndf: int = _opt(64, "discriminator width (channels of its first layer)", min=1)
-    bn_placement: str = _opt("paper", "where BatchNorm goes", choices=BN_PLACEMENTS)
-    g_upsample: str = _opt("transposed", "G's upsampling: fractionally-strided convs (paper) or resize + conv",
+    ngf: int = setting(64, "generator width (channels of its last hidden layer)", min=1)
+    ndf: int = setting(64, "discriminator width (channels of its first layer)", min=1)
+    bn_placement: str = setting("paper", "where BatchNorm goes", choices=BN_PLACEMENTS)
+    g_upsample: str = setting("transposed", "G's upsampling: fractionally-strided convs (paper) or resize + conv",
                            choices=("transposed", "resize_conv"))
-    d_downsample: str = _opt("strided", "D's downsampling: strided convs (paper) or conv + max-pooling",
+    d_downsample: str = setting("strided", "D's downsampling: strided convs (paper) or conv + max-pooling",
                              choices=("strided", "maxpool"))
-    d_head: str = _opt("conv", "D's output: conv to one logit (paper), global average pooling, or an FC hidden layer",
+    d_head: str = setting("conv", "D's output: conv to one logit (paper), global average pooling, or an FC hidden layer",
                        choices=("conv", "gap", "fc"))
-    g_activation: str = _opt("relu", "G's hidden activation (paper: relu)", choices=("relu", "leaky_relu"))
-    d_activation: str = _opt("leaky_relu", "D's hidden activation (paper: leaky_relu, slope 0.2)",
+    g_activation: str = setting("relu", "G's hidden activation (paper: relu)", choices=("relu", "leaky_relu"))
+    d_activation: str = setting("leaky_relu", "D's hidden activation (paper: leaky_relu, slope 0.2)",
                              choices=("leaky_relu", "relu"))
     # Optimisation (paper section 4).
-    lr: float = _opt(2e-4, "Adam learning rate for both nets", gt=0)
-    lr_g: Optional[float] = _opt(None, "generator learning rate (null: lr)", gt=0)
-    lr_d: Optional[float] = _opt(None, "discriminator learning rate (null: lr)", gt=0)
-    beta1: float = _opt(0.5, "Adam beta1 (momentum); the paper lowered it from 0.9", min=0, lt=1)
-    beta2: float = _opt(0.999, "Adam beta2", min=0, lt=1)
-    batch_size: int = _opt(128, "global batch size, split evenly across workers", min=1)
-    epochs: int = _opt(5, "passes over the data set (0: no limit, use max_steps)", min=0)
-    max_steps: int = _opt(0, "stop after this many steps (0: no limit, use epochs)", min=0)
-    seed: int = _opt(0, "training seed: weights, noise and data order", min=0)
+    lr: float = setting(2e-4, "Adam learning rate for both nets", gt=0)
+    lr_g: Optional[float] = setting(None, "generator learning rate (null: lr)", gt=0)
+    lr_d: Optional[float] = setting(None, "discriminator learning rate (null: lr)", gt=0)
+    beta1: float = setting(0.5, "Adam beta1 (momentum); the paper lowered it from 0.9", min=0, lt=1)
+    beta2: float = setting(0.999, "Adam beta2", min=0, lt=1)
+    batch_size: int = setting(128, "global batch size, split evenly across workers", min=1)
+    epochs: int = setting(5, "passes over the data set (0: no limit, use max_steps)", min=0)
+    max_steps: int = setting(0, "stop after this many steps (0: no limit, use epochs)", min=0)
+    seed: int = setting(0, "training seed: weights, noise and data order", min=0)
     # Logging, samples, checkpoints.
-    log_every: int = _opt(10, "steps between logged losses", min=1)
-    sample_every: int = _opt(200, "steps between fixed-noise sample grids", min=1)
-    checkpoint_every: int = _opt(500, "steps between checkpoints", min=1)
-    n_samples: int = _opt(64, "images in the fixed-noise grid", min=1)
+    log_every: int = setting(10, "steps between logged losses", min=1)
+    sample_every: int = setting(200, "steps between fixed-noise sample grids", min=1)
+    checkpoint_every: int = setting(500, "steps between checkpoints", min=1)
+    n_samples: int = setting(64, "images in the fixed-noise grid", min=1)
     # Evaluation (quality every eval_every steps; stability at the end).
-    eval_every: int = _opt(500, "steps between evaluations (FD, KID, precision/recall); 0: off", min=0)
-    eval_n: int = _opt(2000, "generated (and real) images per evaluation", min=1)
-    feature_extractor: str = _opt("auto", "auto: Inception when its weights are present, else the data set's evaluator",
+    eval_every: int = setting(500, "steps between evaluations (FD, KID, precision/recall); 0: off", min=0)
+    eval_n: int = setting(2000, "generated (and real) images per evaluation", min=1)
+    feature_extractor: str = setting("auto", "auto: Inception when its weights are present, else the data set's evaluator",
                                   choices=("auto", "domain", "inception"))
-    inception_weights: str = _opt("", "path to the FID Inception weights (empty: the library's cache)")
+    inception_weights: str = setting("", "path to the FID Inception weights (empty: the library's cache)")
     # Distribution (Ray Train).
-    num_workers: int = _opt(1, "Ray Train workers (DDP ranks)", min=1)
-    cpus_per_worker: int = _opt(2, "CPUs per worker; torch threads follow it", min=1)
-    use_gpu: bool = _opt(False, "one GPU per worker, nccl backend")
-    max_failures: int = _opt(3, "worker failures survived by resuming from the last checkpoint", min=0)
-    storage_path: str = _opt("./ray_results", "Ray Train storage: a local folder, a shared path or s3://")
-    loader_workers: int = _opt(0, "DataLoader worker processes per Ray worker", min=0)
-    gpus_per_trial: float = _opt(1.0, "GPU share of a single-worker sweep trial (0.25: four per GPU)", gt=0, max=1)
-    sync_bn: bool = _opt(False, "SyncBatchNorm under DDP: BN statistics over the global batch (the paper's one GPU)")
+    num_workers: int = setting(1, "Ray Train workers (DDP ranks)", min=1)
+    cpus_per_worker: int = setting(2, "CPUs per worker; torch threads follow it", min=1)
+    use_gpu: bool = setting(False, "one GPU per worker, nccl backend")
+    max_failures: int = setting(3, "worker failures survived by resuming from the last checkpoint", min=0)
+    storage_path: str = setting("./ray_results", "Ray Train storage: a local folder, a shared path or s3://")
+    loader_workers: int = setting(0, "DataLoader worker processes per Ray worker", min=0)
+    gpus_per_trial: float = setting(1.0, "GPU share of a single-worker sweep trial (0.25: four per GPU)", gt=0, max=1)
+    sync_bn: bool = setting(False, "SyncBatchNorm under DDP: BN statistics over the global batch (the paper's one GPU)")
     # Speed on the device (the paper's numerics are the defaults).
-    precision: str = _opt("fp32", "autocast dtype: fp32 (paper), bf16, or fp16 with a gradient scaler (CUDA only)",
+    precision: str = setting("fp32", "autocast dtype: fp32 (paper), bf16, or fp16 with a gradient scaler (CUDA only)",
                           choices=PRECISIONS)
-    channels_last: bool = _opt(False, "NHWC memory layout for the nets and batches")
-    cudnn_benchmark: bool = _opt(False, "let cuDNN time its conv algorithms and keep the fastest (CUDA only)")
-    compile: str = _opt("none", "torch.compile G and D: none, default, reduce-overhead (CUDA graphs), max-autotune",
+    channels_last: bool = setting(False, "NHWC memory layout for the nets and batches")
+    cudnn_benchmark: bool = setting(False, "let cuDNN time its conv algorithms and keep the fastest (CUDA only)")
+    compile: str = setting("none", "torch.compile G and D: none, default, reduce-overhead (CUDA graphs), max-autotune",
                         choices=COMPILE_MODES)
     # Tracking.
-    mlflow_uri: str = _opt("", "MLflow tracking URI (empty: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
-    experiment: str = _opt("dcgan-lab", "MLflow experiment name")
-    system_metrics: bool = _opt(False, "log CPU, memory, disk, network (and GPU through pynvml) as system/* metrics")
+    mlflow_uri: str = setting("", "MLflow tracking URI (empty: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    experiment: str = setting("dcgan-lab", "MLflow experiment name")
+    system_metrics: bool = setting(False, "log CPU, memory, disk, network (and GPU through pynvml) as system/* metrics")
     # Tests.
-    inject_nan: str = _opt("", "fault injection: 'RANK:STEP' makes that rank's losses NaN at that step (empty: off)")
+    inject_nan: str = setting("", "fault injection: 'RANK:STEP' makes that rank's losses NaN at that step (empty: off)")
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -124,7 +125,12 @@ def coerce(key, value):
     """Check one value against the key's type and bounds; return it in the key's type."""
     if key not in FIELDS:
         raise bad_value(key.split("=")[0], value, f"unknown key; known keys: {', '.join(FIELDS)}")
-    f = FIELDS[key]
+    return coerce_field(FIELDS[key], value, key)
+
+
+def coerce_field(f, value, key):
+    """Check ``value`` against the dataclass field ``f`` (its type, choices and bounds), naming it
+    ``key`` in the error; any typed settings declared with ``_opt`` are checked by this."""
     kind, optional = _field_type(f)
     if value is None or (optional and isinstance(value, str) and value.lower() in ("null", "none")):
         if optional:

@@ -27,8 +27,8 @@ from trainables.step import GANStep, StepMode, all_ranks, generate, make_optimiz
 
 
 def data_request(cfg, split="train"):
-    return DataRequest(name=cfg.dataset, image_size=cfg.image_size, nc=cfg.nc, root=cfg.data_root,
-                       download=cfg.download, length=cfg.dataset_size, seed=cfg.data_seed, split=split)
+    return DataRequest(dataset=cfg.dataset, image_size=cfg.image_size, nc=cfg.nc, data_root=cfg.data_root,
+                       download=cfg.download, dataset_size=cfg.dataset_size, data_seed=cfg.data_seed, split=split)
 
 
 def real_batches(cfg, rank, world, start_step, device):

@@ -28,13 +28,13 @@ def dataset_input(cfg):
 
     r = data_request(cfg)
     profile = {"image_size": r.image_size, "channels": r.nc, "split": r.split}
-    if get_entry(r.name).synthetic:
+    if get_entry(r.dataset).synthetic:
         # Rendered by code: MLflow's "code" source, with what the renderer was asked for.
-        source_type, source = "code", {"tags": {"renderer": r.name, "length": r.length, "seed": r.seed}}
-        profile["images"] = r.length
+        source_type, source = "code", {"tags": {"renderer": r.dataset, "length": r.dataset_size, "seed": r.data_seed}}
+        profile["images"] = r.dataset_size
     else:
-        source_type, source = "local", {"uri": os.path.abspath(r.root)}
-    dataset = Dataset(name=f"{r.name}-{r.image_size}px", digest=dataset_digest(r), source_type=source_type,
+        source_type, source = "local", {"uri": os.path.abspath(r.data_root)}
+    dataset = Dataset(name=f"{r.dataset}-{r.image_size}px", digest=dataset_digest(r), source_type=source_type,
                       source=json.dumps(source), profile=json.dumps(profile))
     return DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")])
 
@@ -45,9 +45,9 @@ def dataset_digest(request):
     from trainables.data.cache import hash_tree
 
     r = request
-    h = hashlib.sha256(f"{r.name}\0{r.split}\0{r.image_size}\0{r.nc}".encode())
-    if get_entry(r.name).synthetic:
-        h.update(f"\0{r.length}\0{r.seed}".encode())
+    h = hashlib.sha256(f"{r.dataset}\0{r.split}\0{r.image_size}\0{r.nc}".encode())
+    if get_entry(r.dataset).synthetic:
+        h.update(f"\0{r.dataset_size}\0{r.data_seed}".encode())
     else:
-        hash_tree(h, r.root)
+        hash_tree(h, r.data_root)
     return h.hexdigest()[:DIGEST_CHARS]

@@ -33,11 +33,11 @@ PARALLEL_FROM = 4096  # smaller sets build faster in-process than worker process
 def cache_file(request):
     """Where the entry for ``request`` (a DataRequest) lives; real data sets stat data_root."""
     r = request
-    if get_entry(r.name).synthetic:
-        which = f"n{r.length}-seed{r.seed}"
+    if get_entry(r.dataset).synthetic:
+        which = f"n{r.dataset_size}-seed{r.data_seed}"
     else:
-        which = f"root{_fingerprint(r.root)}"
-    return Path(cache_dir()) / "data" / f"{r.name}-{r.split}-{r.image_size}px-{r.nc}ch-{which}-v{VERSION}.npy"
+        which = f"root{_fingerprint(r.data_root)}"
+    return Path(cache_dir()) / "data" / f"{r.dataset}-{r.split}-{r.image_size}px-{r.nc}ch-{which}-v{VERSION}.npy"
 
 
 def _fingerprint(root):
@@ -78,7 +78,7 @@ class CachedImages:
 def open_cache(request, workers=None, progress=False):
     """The entry for ``request``, built first if no run on this machine has built it yet."""
     path = ensure_cache(request, workers, progress)
-    return CachedImages(path, get_entry(request.name).scale)
+    return CachedImages(path, get_entry(request.dataset).scale)
 
 
 def ensure_cache(request, workers=None, progress=False):
@@ -108,7 +108,7 @@ def _complete(path, request):
     except (OSError, ValueError):   # not an .npy, or shorter than its header says
         return False
     whole = images.dtype == np.uint8 and images.shape[1:] == (request.nc, request.image_size, request.image_size)
-    return whole and (images.shape[0] == request.length or not get_entry(request.name).synthetic)
+    return whole and (images.shape[0] == request.dataset_size or not get_entry(request.dataset).synthetic)
 
 
 def _write(dataset, path, shape, workers, progress):

@@ -16,13 +16,13 @@ from trainables.errors import UserError
 class DataRequest:
     """Everything a builder needs to make one data set."""
 
-    name: str
+    dataset: str
     image_size: int = 64
     nc: int = 3                # channels the model wants; loaders convert to it
-    root: str = "./data"       # data_root: where real data sets live
+    data_root: str = "./data"  # where real data sets live
     download: bool = False     # let torchvision download (needs internet)
-    length: int = 60000        # synthetic data sets only: number of images
-    seed: int = 0              # synthetic data sets only: the data set's own seed
+    dataset_size: int = 60000  # synthetic data sets only: number of images
+    data_seed: int = 0         # synthetic data sets only: the data set's own seed
     split: str = "train"       # train | test
     pixels: bool = False       # uint8 CHW images, before ``scale`` (the data cache's input)
 
@@ -62,7 +62,7 @@ def get_entry(name):
 
 
 def build_dataset(request: DataRequest):
-    return get_entry(request.name).build(request)
+    return get_entry(request.dataset).build(request)
 
 
 def _load_builtin():

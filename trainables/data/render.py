@@ -31,10 +31,10 @@ def check_request(request: DataRequest):
         raise bad_value("nc", request.nc, "1 (grayscale) or 3 (RGB)")
     if request.split not in SPLITS:
         raise bad_value("split", request.split, " or ".join(SPLITS))
-    if request.length < 1:
-        raise bad_value("length", request.length, "a positive number of images")
-    if request.seed < 0:
-        raise bad_value("seed", request.seed, "a non-negative integer")
+    if request.dataset_size < 1:
+        raise bad_value("dataset_size", request.dataset_size, "a positive number of images")
+    if request.data_seed < 0:
+        raise bad_value("data_seed", request.data_seed, "a non-negative integer")
 
 
 class IndexRng:
@@ -196,14 +196,14 @@ class RenderedDataset(torch.utils.data.Dataset):
         self.draw = draw
 
     def __len__(self):
-        return self.request.length
+        return self.request.dataset_size
 
     def scene(self, index):
         """The sampled scene behind item ``index``: every random choice, before drawing."""
         index = int(index)
-        if not 0 <= index < self.request.length:
-            raise IndexError(f"index {index} is out of range for {self.request.length} images")
-        return self.sample(IndexRng(self.request.seed, self.request.split, index))
+        if not 0 <= index < self.request.dataset_size:
+            raise IndexError(f"index {index} is out of range for {self.request.dataset_size} images")
+        return self.sample(IndexRng(self.request.data_seed, self.request.split, index))
 
     def __getitem__(self, index):
         image, labels = self.draw(self.scene(index), self.request.image_size)
@@ -218,7 +218,7 @@ def render_speed(name, size=64, n=2000):
     """
     if not get_entry(name).synthetic:
         raise bad_value("dataset", name, "a synthetic data set (real ones are read, not rendered)")
-    dataset = build_dataset(DataRequest(name, image_size=size, length=n))
+    dataset = build_dataset(DataRequest(name, image_size=size, dataset_size=n))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

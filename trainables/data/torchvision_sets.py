@@ -104,9 +104,9 @@ def _check_files(request, paths, expected, no_download_hint=None):
     """
     if request.download and no_download_hint is None:
         return
-    missing = [path for path in paths if not os.path.exists(os.path.join(request.root, path))]
+    missing = [path for path in paths if not os.path.exists(os.path.join(request.data_root, path))]
     if missing:
-        raise UserError(f"data_root={request.root!r} has no {request.name} data: expected {expected} "
+        raise UserError(f"data_root={request.data_root!r} has no {request.dataset} data: expected {expected} "
                         f"there ({missing[0]} is missing); {no_download_hint or DOWNLOAD_HINT}")
 
 
@@ -119,11 +119,11 @@ def _open(request, make):
             raise
         # torchvision's download errors span several lines (one per mirror).
         reason = " ".join(str(err).split())
-        raise UserError(f"download=true could not fetch dataset={request.name!r} into "
-                        f"data_root={request.root!r}: {reason}") from err
+        raise UserError(f"download=true could not fetch dataset={request.dataset!r} into "
+                        f"data_root={request.data_root!r}: {reason}") from err
     if len(dataset) == 0:
-        raise UserError(f"data_root={request.root!r} holds no images in the {request.split!r} split "
-                        f"of dataset={request.name!r}")
+        raise UserError(f"data_root={request.data_root!r} holds no images in the {request.split!r} split "
+                        f"of dataset={request.dataset!r}")
     return dataset
 
 
@@ -133,7 +133,7 @@ def _idx_images(cls, request):
     # torchvision reads the gunzipped idx files, named like the resources without ".gz".
     paths = [os.path.join(raw, os.path.splitext(name)[0]) for name, _ in cls.resources]
     _check_files(request, paths, f"{raw}/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte (gunzipped)")
-    return _open(request, partial(cls, request.root, train=_is_train(request), transform=image_transform(request),
+    return _open(request, partial(cls, request.data_root, train=_is_train(request), transform=image_transform(request),
                                   target_transform=_class_label, download=request.download))
 
 
@@ -162,7 +162,7 @@ def cifar10(request):
     batches = [name for name, _ in _CIFAR10Files.train_list + _CIFAR10Files.test_list]
     _check_files(request, [os.path.join(folder, name) for name in batches + [_CIFAR10Files.meta["filename"]]],
                  f"{folder}/ with data_batch_1..5, test_batch and batches.meta")
-    return _open(request, partial(_CIFAR10Files, request.root, train=_is_train(request),
+    return _open(request, partial(_CIFAR10Files, request.data_root, train=_is_train(request),
                                   transform=image_transform(request), target_transform=_class_label,
                                   download=request.download))
 
@@ -188,7 +188,7 @@ def celeba(request):
     _check_files(request, [os.path.join(folder, name) for name in names],
                  f"{folder}/ with img_align_celeba/ and {', '.join(names[1:])}")
     split = "train" if _is_train(request) else "test"   # CelebA's "valid" partition goes unused
-    return _open(request, partial(_CelebAFiles, request.root, split=split, target_type="attr",
+    return _open(request, partial(_CelebAFiles, request.data_root, split=split, target_type="attr",
                                   transform=image_transform(request), target_transform=_attr_labels,
                                   download=request.download))
 
@@ -198,7 +198,7 @@ def lsun(request):
     category = "bedroom_train" if _is_train(request) else "bedroom_val"
     _check_files(request, [os.path.join(f"{category}_lmdb", "data.mdb")],
                  f"{category}_lmdb/ (an LMDB directory holding data.mdb)", no_download_hint=LSUN_HINT)
-    return _open(request, partial(datasets.LSUN, request.root, classes=[category], transform=image_transform(request),
+    return _open(request, partial(datasets.LSUN, request.data_root, classes=[category], transform=image_transform(request),
                                   target_transform=_no_labels))
 
 
@@ -241,7 +241,7 @@ def _is_readable(path):
 
 @register_dataset("folder", scale=scale_pixels, summary="every image under data_root, recursively, unlabelled")
 def folder(request):
-    root = request.root
+    root = request.data_root
     if not os.path.isdir(root):
         raise UserError(f"data_root={root!r} is not a directory: dataset=folder expects a directory of images "
                         f"(searched recursively)")

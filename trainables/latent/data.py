@@ -13,8 +13,8 @@ def load_images(dataset, image_size, nc, split, n, data_root="./data", data_seed
     subset, so the set does not depend on the files' order."""
     synthetic = get_entry(dataset).synthetic
     length = (train_length or n) if split == "train" else n
-    request = DataRequest(dataset, image_size=image_size, nc=nc, root=data_root, split=split,
-                          length=length if synthetic else 60000, seed=data_seed)
+    request = DataRequest(dataset, image_size=image_size, nc=nc, data_root=data_root, split=split,
+                          dataset_size=length if synthetic else 60000, data_seed=data_seed)
     data = build_dataset(request)
     n = min(n, len(data))
     if n < 2:

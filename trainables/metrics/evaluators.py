@@ -165,7 +165,7 @@ def real_batches(dataset, image_size, nc, split, n, data_root="./data", batch_si
     """Batches ``(images in [-1, 1], labels)`` of a fixed set of ``n`` images of a split, or of
     this rank's share of it (every ``world_size``-th image). Real data sets use a seeded random
     subset, so the set does not depend on the files' order; synthetic ones the first ``n``."""
-    request = DataRequest(dataset, image_size=image_size, nc=nc, root=data_root, split=split, length=n)
+    request = DataRequest(dataset, image_size=image_size, nc=nc, data_root=data_root, split=split, dataset_size=n)
     data = build_dataset(request)
     n = min(n, len(data))
     order = torch.arange(n) if get_entry(dataset).synthetic else torch.randperm(
