@@ -88,7 +88,7 @@ def run_tuner(d, base, space, settings, points, parent, uri, resume):
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples,
-                                        scheduler=make_scheduler(settings.scheduler),
+                                        scheduler=make_scheduler(settings.scheduler, base),
                                         max_concurrent_trials=plan.concurrency,
                                         trial_name_creator=lambda t: f"trial-{t.trial_id}",
                                         trial_dirname_creator=lambda t: f"trial-{t.trial_id}",
@@ -133,13 +133,18 @@ def search_setup(space, settings, points, base, d):
     return alg, None, settings.num_samples
 
 
-def make_scheduler(name):
-    """``asha``: stop trials whose FD lags at each rung (reports come every eval/checkpoint)."""
+def make_scheduler(name, base):
+    """``asha``: stop trials whose FD lags at each rung. Rungs are in training steps (the reports'
+    ``step``), not in reports: a report comes at every evaluation and every checkpoint, so a
+    count of reports would put rungs at different steps for different checkpoint settings. The
+    first rung is after four evaluations; the last is the run's own length."""
     if name == "none":
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(metric="fd", mode="min", grace_period=2, reduction_factor=2)
+    grace = 4 * base.eval_every
+    return ASHAScheduler(time_attr="step", metric="fd", mode="min", grace_period=grace,
+                         max_t=max(base.max_steps, 2 * grace) if base.max_steps else 10**9, reduction_factor=2)
 
 
 def trains_in_trial(base, space):

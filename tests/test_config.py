@@ -75,3 +75,15 @@ def test_cli_bad_input_one_line_exit_2_nothing_written(argv, culprit, tmp_path):
         from mlflow import MlflowClient
 
         assert MlflowClient("sqlite:///" + str(tmp_path / "mlflow.db")).search_runs(["0"]) == []
+
+
+def test_asha_rungs_are_training_steps():
+    """The search preset's ASHA counts the reports' ``step``: its first rung after four evaluations,
+    its last at the run's length, whatever the checkpoint schedule adds to the reports."""
+    from orchestrator.sweep_run import make_scheduler
+
+    base = resolve_config("search")
+    asha = make_scheduler("asha", base)
+    assert asha._time_attr == "step" and asha._max_t == base.max_steps
+    assert min(milestone for milestone, _ in asha._brackets[0]._rungs) == 4 * base.eval_every
+    assert make_scheduler("none", base) is None
