@@ -17,10 +17,10 @@ install: $(STAMP)
 sweep: $(STAMP)
 	$(BIN)/dcgan-lab sweep --preset quick
 
-# Two processes, a test file each at a time: most slow tests wait on process start-ups, not CPU.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -q tests
 
+# The fast tier on two processes: it starts no Ray and no server, so its tests cannot collide.
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 -m "not slow" tests

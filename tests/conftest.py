@@ -9,29 +9,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))  # tests/fake_datasets.py, by plain import
 
 
-@pytest.fixture(scope="module", autouse=True)
-def machine_share(request):
-    """Under ``pytest -n`` (``make test``): a module marked ``exclusive`` has the machine to itself
-    while it runs (six trainings at once, a cluster it kills a node of, kill windows in steps);
-    other modules with slow tests share it with each other; the fast tier takes no turn. A lock
-    file of this test run, shared or exclusive (``flock``), does it."""
-    import fcntl
-    import tempfile
-
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    items = [i for i in request.session.items if i.module is request.module]
-    exclusive = request.node.get_closest_marker("exclusive") is not None
-    if not run or not (exclusive or any(i.get_closest_marker("slow") for i in items)):
-        yield
-        return
-    with open(Path(tempfile.gettempdir()) / f"dcgan-lab-tests-{run}.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 @pytest.fixture(scope="session")
 def ray_local():
     """A local 2-CPU Ray, shared by every test that trains through Ray Train."""

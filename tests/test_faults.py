@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT, ray_node, stop_nodes
 from mlflow import MlflowClient
 
-pytestmark = [pytest.mark.slow, pytest.mark.exclusive]   # the machine to itself under pytest -n
+pytestmark = pytest.mark.slow   # starts Ray, trains, serves MLflow or drives a browser
 
 LOSS_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "d_fake_g")
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import run_cli
 from mlflow import MlflowClient
 
-pytestmark = [pytest.mark.slow, pytest.mark.exclusive]   # the machine to itself under pytest -n
+pytestmark = pytest.mark.slow   # starts Ray, trains, serves MLflow or drives a browser
 
 # Three trials that differ only in when they checkpoint: the same losses, step for step. Two run
 # at once (1 CPU each); the third runs in the process of whichever finished first.
