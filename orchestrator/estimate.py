@@ -7,7 +7,6 @@ leaves out each trial's start-up (seconds) and a loaded machine's slowdown.
 """
 import math
 import os
-import time
 
 STEPS = 12    # timed after 3 warm-up steps
 
@@ -16,6 +15,7 @@ def measured_trial(cfg, device="cpu"):
     """Seconds per training step and per evaluation for ``cfg`` on this machine."""
     import torch
 
+    from orchestrator.bench import _rate
     from trainables.metrics.evaluate import fd_speed
     from trainables.metrics.evaluators import evaluator_cached
     from trainables.models import build_models
@@ -25,12 +25,9 @@ def measured_trial(cfg, device="cpu"):
     real = torch.rand(cfg.batch_size, cfg.nc, cfg.image_size, cfg.image_size, device=device) * 2 - 1
     netG, netD = (n.to(device) for n in build_models(cfg))
     step = GANStep(netG, netD, *make_optimizers(cfg, netG, netD), cfg.nz, cfg.z_dist)
-    for i in range(3):
-        step(real, noise_generator(0, 0, i))["loss_d"].item()
-    start = time.perf_counter()
-    for i in range(STEPS):
-        step(real, noise_generator(0, 0, i))["loss_d"].item()
-    step_s = (time.perf_counter() - start) / STEPS
+    images_per_s = _rate(lambda i: step(real, noise_generator(0, 0, i)), STEPS, cfg.batch_size,
+                         sync=lambda out: out["loss_d"].item())
+    step_s = cfg.batch_size / images_per_s
     eval_s = 0.0 if not cfg.eval_every else None
     domain = cfg.feature_extractor == "domain" or (cfg.feature_extractor == "auto" and not cfg.inception_weights)
     if cfg.eval_every and domain and evaluator_cached(cfg.dataset, cfg.image_size, nc=cfg.nc):
