@@ -48,24 +48,33 @@ class _SystemSampler(threading.Thread):
         self.step = max(steps) + 1 if steps else 0
 
     def run(self):
-        from mlflow.entities import Metric
-
-        while not self._halt.is_set():
+        """One sample per interval; the last, shorter interval is logged too when the block ends,
+        so a run shorter than one interval still has a sample."""
+        for c in self.collectors:   # primes the counters (CPU % is measured since the last reading)
+            c.collect_metrics()
+            c.clear_metrics()
+        while True:
+            halted = self._halt.wait(self.interval)
             for c in self.collectors:
                 c.collect_metrics()
-            if self._halt.wait(self.interval):
+            self._log_sample()
+            if halted:
                 return
-            values = {}
-            for c in self.collectors:
-                values.update(c.aggregate_metrics())
-                c.clear_metrics()
-            now = int(time.time() * 1000)
-            metrics = [Metric(self.PREFIX + k, float(v), now, self.step) for k, v in values.items()]
-            try:
-                client(self.uri).log_batch(self.run_id, metrics=metrics)
-            except Exception as err:  # noqa: BLE001 - a lost sample must not stop training
-                print(f"[dcgan-lab] system metrics at step {self.step} not logged: {first_line(err)}", file=sys.stderr)
-            self.step += 1
+
+    def _log_sample(self):
+        from mlflow.entities import Metric
+
+        values = {}
+        for c in self.collectors:
+            values.update(c.aggregate_metrics())
+            c.clear_metrics()
+        now = int(time.time() * 1000)
+        metrics = [Metric(self.PREFIX + k, float(v), now, self.step) for k, v in values.items()]
+        try:
+            client(self.uri).log_batch(self.run_id, metrics=metrics)
+        except Exception as err:  # noqa: BLE001 - a lost sample must not stop training
+            print(f"[dcgan-lab] system metrics at step {self.step} not logged: {first_line(err)}", file=sys.stderr)
+        self.step += 1
 
     def stop(self):
         self._halt.set()
