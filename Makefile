@@ -17,8 +17,9 @@ install: $(STAMP)
 sweep: $(STAMP)
 	$(BIN)/dcgan-lab sweep --preset quick
 
+# The fast tier on two pytest-xdist workers, then the slow tier in two lanes side by side (tests/lanes.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python tests/lanes.py
 
 # The fast tier on two processes: it starts no Ray and no server, so its tests cannot collide.
 check: $(STAMP)

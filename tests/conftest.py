@@ -77,14 +77,19 @@ FIGURES = []   # (test id, figure): printed in pytest's summary, with or without
 
 
 @pytest.fixture
-def figure(request, record_property):
+def figure(record_property):
     """Report a fault test's figure (steps lost, metrics lost, errors raised): printed, in the
     JUnit XML as a property, and in a "figures" section at the end of the pytest run."""
     def report(text):
         print(f"\n{text}")
         record_property("figure", text)
-        FIGURES.append((request.node.nodeid, text))
     return report
+
+
+def pytest_runtest_logreport(report):
+    """Figures from the report (so from every pytest-xdist worker too), once per test."""
+    if report.when == "teardown":
+        FIGURES.extend((report.nodeid, value) for name, value in report.user_properties if name == "figure")
 
 
 def pytest_terminal_summary(terminalreporter):

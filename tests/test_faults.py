@@ -280,3 +280,45 @@ def test_worker_node_lost_mid_trial(tmp_path, figure):
     assert len({c.data.tags["node_id"] for c in children}) == 1  # both ended on the head
     for s in steps.values():
         assert sorted(s) == list(range(5, 201, 5))
+
+
+def test_trials_logging_one_data_set_at_once_each_get_it(tmp_path, figure):
+    """Twelve trials of a sweep log the same data set as their input at the same moment through the
+    sweep's MLflow server, ten times over: every run gets its input and none fails. (The server
+    checks for the data set and inserts it in one transaction: two such at once both insert it,
+    and the second loses on the table's UNIQUE key: this test failed so before the fix.)"""
+    import threading
+
+    from orchestrator.config import resolve_config
+    from orchestrator.mlflow_server import local_server
+    from trainables.run_inputs import log_dataset
+    from trainables.store import artifact_root, start_run
+
+    store = "sqlite:///" + str(tmp_path / "mlflow.db")
+    cfg, n, n_rounds = resolve_config("smoke"), 12, 10
+    with local_server(store, artifact_root(store), tmp_path / "server.log") as uri:
+        rounds = []
+        for r in range(n_rounds):   # a fresh experiment per round: the data set is new to each
+            runs = [start_run(uri, f"race-{r}", f"trial-{i}", {"i": i}, {"kind": "trial"}) for i in range(n)]
+            barrier, errors = threading.Barrier(n), []
+
+            def log(run_id, barrier=barrier, errors=errors):
+                barrier.wait()
+                try:
+                    log_dataset(uri, run_id, cfg)
+                except Exception as err:  # noqa: BLE001 - counted: the test's subject
+                    errors.append(err)
+
+            threads = [threading.Thread(target=log, args=(run_id,)) for run_id in runs]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+            client = MlflowClient(store)
+            inputs = [len(client.get_run(run_id).inputs.dataset_inputs) for run_id in runs]
+            rounds.append((errors, inputs))
+    figure(f"{n} trials log one data set at once, {n_rounds} rounds: calls failed {sum(len(e) for e, _ in rounds)}, "
+           f"runs without their input {sum(i != 1 for _, inputs in rounds for i in inputs)} of {n * n_rounds}")
+    for errors, inputs in rounds:
+        assert not errors, errors[0]
+        assert inputs == [1] * n

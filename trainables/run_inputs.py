@@ -10,18 +10,44 @@ import json
 import os
 
 DIGEST_CHARS = 10   # MLflow suggests 8-10 characters and allows 36
+MLFLOW_DATASET_CONTEXT = "mlflow.data.context"   # mlflow.utils.mlflow_tags's name, without importing MLflow here
+
+
+RACE_RETRIES = 5
 
 
 def log_dataset(uri, run_id, cfg):
-    """Log the run's training set as its input (context ``training``)."""
+    """Log the run's training set as its input (context ``training``). MLflow's store looks the data
+    set up and inserts it in one transaction, so trials that log a new data set at the same moment
+    can both insert it; the loser's call fails on the data set table's UNIQUE key and is made again,
+    when it finds the winner's row and adds only this run's input."""
+    import time
+
     from trainables import store
 
-    store.client(uri).log_inputs(run_id, datasets=[dataset_input(cfg)])
+    inp = dataset_input(cfg)
+    for attempt in range(RACE_RETRIES + 1):
+        try:
+            store.client(uri).log_inputs(run_id, datasets=[inp])
+            return
+        except Exception as err:  # noqa: BLE001 - only the lost insert race is made again
+            if attempt == RACE_RETRIES or not _lost_insert_race(err):
+                raise
+        time.sleep(0.05 * (attempt + 1))
+
+
+def has_training_input(run):
+    return any(tag.key == MLFLOW_DATASET_CONTEXT and tag.value == "training"
+               for inp in run.inputs.dataset_inputs for tag in inp.tags)
+
+
+def _lost_insert_race(err):
+    text = str(err)
+    return "UNIQUE constraint failed: datasets." in text or ("datasets" in text and "duplicate key" in text)
 
 
 def dataset_input(cfg):
     from mlflow.entities import Dataset, DatasetInput, InputTag
-    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     from trainables.data import get_entry
     from trainables.loop import data_request

@@ -48,9 +48,12 @@ def child_run(uri, cfg, parent_run_id, trial_id, tags):
     exp = store.experiment_id(c, cfg.experiment, uri)
     found = c.search_runs([exp], filter_string=f"tags.{TRIAL_TAG} = '{trial_id}' and "
                                                f"tags.mlflow.parentRunId = '{parent_run_id}'")
-    if found:
-        c.log_batch(found[0].info.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-        return found[0].info.run_id
+    if found:   # a restarted trial: its first attempt may have died before the data set was logged
+        run_id = found[0].info.run_id
+        c.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        if not run_inputs.has_training_input(found[0]):
+            run_inputs.log_dataset(uri, run_id, cfg)
+        return run_id
     run_id = store.start_run(uri, cfg.experiment, f"trial-{trial_id}", run_params(cfg),
                              {**tags, TRIAL_TAG: trial_id, "kind": "trial", run_note.SWEEP_TAG: parent_run_id},
                              parent_run_id)
