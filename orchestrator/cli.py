@@ -10,8 +10,9 @@ COMMAND_MODULES = [
     "orchestrator.train",       # train, sample
     "orchestrator.sweep",       # sweep
     "orchestrator.evaluate",    # evaluate
-    "orchestrator.latent_cmd",  # latent walk|sheet|arithmetic|turn|forget|neighbours, represent
+    "orchestrator.latent_cmd",  # latent walk|sheet|arithmetic|turn|forget|neighbours|represent, represent
     "orchestrator.report",      # report
+    "orchestrator.power",       # power
     "orchestrator.data_cmd",    # data preview|cache
     "orchestrator.bench",       # bench
     "orchestrator.ui",          # ui

@@ -29,10 +29,20 @@ def measured_trial(cfg, device="cpu"):
                          sync=lambda out: out["loss_d"].item())
     step_s = cfg.batch_size / images_per_s
     eval_s = 0.0 if not cfg.eval_every else None
-    domain = cfg.feature_extractor == "domain" or (cfg.feature_extractor == "auto" and not cfg.inception_weights)
-    if cfg.eval_every and domain and evaluator_cached(cfg.dataset, cfg.image_size, nc=cfg.nc):
+    if cfg.eval_every and _space(cfg) == "domain" and evaluator_cached(cfg.dataset, cfg.image_size, nc=cfg.nc):
         eval_s = fd_speed(cfg.dataset, cfg.image_size, cfg.eval_n, ngf=cfg.ngf, device=device)["seconds"]
     return {"step_seconds": step_s, "eval_seconds": eval_s}
+
+
+def _space(cfg):
+    """The run's feature space (``trainables.metrics.fid.feature_space``), None where it cannot be had."""
+    from trainables.errors import UserError
+    from trainables.metrics.fid import feature_space
+
+    try:
+        return feature_space(cfg.feature_extractor, cfg.inception_weights or None)[0]
+    except UserError:
+        return None
 
 
 def sweep_estimate(cfg, n_trials, cpus=None):

@@ -1,4 +1,5 @@
-"""``dcgan-lab latent walk|sheet|arithmetic|turn|forget|neighbours`` and ``dcgan-lab represent``:
+"""``dcgan-lab latent walk|sheet|arithmetic|turn|forget|neighbours|represent`` (``represent`` also as
+``dcgan-lab represent``):
 the paper's latent-space (section 6) and representation (5.1) experiments on any tracked run.
 
 Each runs on one generator or several (``--generators ID,ID,...`` or ``--sweep PARENT_ID``) and
@@ -12,7 +13,9 @@ anything is written. The math lives in ``trainables/latent/``.
 import argparse
 import functools
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from trainables.errors import UserError
 
@@ -39,60 +42,21 @@ def _common(p):
 
 
 def add_subparser(subparsers):
-    p = subparsers.add_parser("latent", help="the paper's latent-space experiments on a tracked generator")
+    p = subparsers.add_parser("latent", help="the paper's latent-space experiments on a tracked generator, "
+                                             "and D's features (represent)")
     sub = p.add_subparsers(dest="experiment", required=True)
+    for command in COMMANDS:
+        _declare(sub, command)
+    # The former spelling, `dcgan-lab represent`, stays.
+    _declare(subparsers, COMMANDS_BY_NAME["represent"], help_suffix=" (the same as `dcgan-lab latent represent`)")
 
-    s = sub.add_parser("walk", help="interpolations between random z, and how evenly the images change")
-    s.add_argument("--points", type=_count, default=9, help="random z; a path between each consecutive pair")
-    s.add_argument("--steps", type=_count, default=8, help="steps per path")
 
-    s = sub.add_parser("sheet", help="a numbered contact sheet, with its z stored (z.npy)")
-    s.add_argument("--n", type=_count, default=64, help="samples")
-
-    s = sub.add_parser("arithmetic", help="Y = mean(z_A) - mean(z_B) + mean(z_C), against pixel space")
-    s.add_argument("--recipe", choices=sorted(_recipes()), help="one of the paper's analogies (sets --a/--b/--c/--target)")
-    for name in ("a", "b", "c"):
-        s.add_argument(f"--{name}", help='sheet indices ("3,17,40") or an attribute query ("smiling & ~long_hair")')
-    s.add_argument("--target", help="query the outputs should match (default: derived from the three queries)")
-    s.add_argument("--exemplars", type=_count, default=3, help="exemplars averaged per concept")
-    s.add_argument("--trials", type=_count, default=20, help="draws of exemplars, the unit of replication (queries only)")
-    s.add_argument("--budget", type=_count, default=4096, help="samples searched for exemplars")
-    s.add_argument("--sheet", default="", help="z.npy of the sheet that indices refer to "
-                                               "(default: the run's latest `latent sheet`)")
-
-    s = sub.add_parser("turn", help="the turn vector from evaluator yaw, and the yaw along it")
-    s.add_argument("--exemplars", type=_count, default=4, help="faces looking left, and looking right, averaged")
-    s.add_argument("--rows", type=_count, default=8, help="random faces turned")
-    s.add_argument("--steps", type=_count, default=9, help="images per row")
-    s.add_argument("--pool", type=_count, default=512, help="samples the exemplars are chosen from")
-    s.add_argument("--draws", type=_count, default=10, help="independent exemplar draws, the unit of replication")
-
-    s = sub.add_parser("forget", help="drop G's window feature maps (a synthetic-bedrooms generator)")
-    s.add_argument("--n", type=_count, default=150, help="samples the classifier is fitted on (the paper's 150)")
-    s.add_argument("--heldout-n", type=_count, default=150, help="other samples every outcome is measured on")
-    s.add_argument("--layer", type=_count, default=1, help="G's hidden layer, counted from the output: 1 = the last "
-                                                           "(input of the output layer), 2 = the one before, ...")
-
-    s = sub.add_parser("neighbours", help="nearest training images of generated samples (memorisation)")
-    s.add_argument("--n", type=_count, default=1000, help="generated samples")
-    s.add_argument("--train-n", type=_count, default=None, help="training images searched (default: all the run's)")
-    s.add_argument("--heldout-n", type=_count, default=1000, help="held-out real images (the reference)")
-
-    for s in sub.choices.values():
-        _common(s)
-    p.set_defaults(func=cmd_latent)
-
-    r = subparsers.add_parser("represent", help="D's features + a linear SVM (paper 5.1), against baselines")
-    _common(r)
-    r.add_argument("--dataset", default="", help="labelled data set (default: the run's; another one of the same "
-                                                 "image size is a transfer setting)")
-    r.add_argument("--labels", default="", help="comma-separated class labels (default: every one)")
-    r.add_argument("--per-class", type=_count, default=100, help="labelled training examples per class and draw")
-    r.add_argument("--draws", type=_count, default=10, help="random draws of the labelled examples (the unit)")
-    r.add_argument("--pool", type=_count, default=4000, help="training images the draws come from")
-    r.add_argument("--test-n", type=_count, default=2000, help="test images")
-    r.add_argument("--data-root", default="", help="where real data sets live (default: the run's data_root)")
-    r.set_defaults(func=cmd_represent, experiment="represent")
+def _declare(subparsers, command, help_suffix=""):
+    s = subparsers.add_parser(command.name, help=command.help + help_suffix)
+    for flags, kwargs in command.arguments:
+        s.add_argument(*flags, **kwargs)
+    _common(s)
+    s.set_defaults(func=command.main, experiment=command.name)
 
 
 def _recipes():
@@ -112,15 +76,15 @@ def cmd_latent(args):
     uri = tracking.tracking_uri(args.mlflow_uri)
     generators = load_generators(args, uri)
     args.several = len(generators) > 1
-    check = CHECKS.get(args.experiment)
+    command = COMMANDS_BY_NAME[args.experiment]
     for run_id, _, cfg in generators:
-        if check:
-            check(args, cfg, run_id)
+        if command.check:
+            command.check(args, cfg, run_id)
     reports = {}
     try:
         for run_id, netG, cfg in generators:
             netG = fixed_bn(netG, cfg.nz, cfg.z_dist, seed=args.seed)
-            reports[run_id] = EXPERIMENTS[args.experiment](args, netG, cfg, uri, run_id)
+            reports[run_id] = command.run(args, netG, cfg, uri, run_id)
     except UserError as err:
         if args.several:
             raise UserError(f"run={run_id!r}: {err}") from None
@@ -142,14 +106,15 @@ def walk(args, netG, cfg, uri, run_id):
     from trainables.latent.walk import run_walk
     if args.points < 2:
         raise UserError(f"points={args.points} is not allowed: at least 2 (a path needs two ends)")
-    return run_walk(netG, _evaluator(cfg), cfg.nz, cfg.z_dist, args.points, args.steps, args.seed)
+    return run_walk(netG, _evaluator(cfg), nz=cfg.nz, z_dist=cfg.z_dist, points=args.points, steps=args.steps,
+                    seed=args.seed)
 
 
 def sheet(args, netG, cfg, uri, run_id):
     from trainables.latent.sheet import run_sheet
     from trainables.metrics.evaluators import EVALUATORS
     evaluator = _evaluator(cfg) if cfg.dataset in EVALUATORS else None
-    return run_sheet(netG, cfg.nz, cfg.z_dist, args.n, args.seed, evaluator)
+    return run_sheet(netG, nz=cfg.nz, z_dist=cfg.z_dist, n=args.n, seed=args.seed, evaluator=evaluator)
 
 
 def check_arithmetic(args, cfg, run_id):
@@ -198,10 +163,10 @@ def arithmetic(args, netG, cfg, uri, run_id):
     else:
         target = target or derive_target(*args.queries)
         k = args.exemplars
-        groups = find_exemplars(netG, evaluator, args.queries, k * args.trials, cfg.nz, cfg.z_dist,
+        groups = find_exemplars(netG, evaluator, args.queries, k * args.trials, nz=cfg.nz, z_dist=cfg.z_dist,
                                 budget=args.budget, seed=args.seed, flags=["--a", "--b", "--c"],
                                 need=f" (--exemplars {k} x --trials {args.trials})")
-    report = run_arithmetic(netG, evaluator, groups, target, k, cfg.nz, cfg.z_dist, seed=args.seed)
+    report = run_arithmetic(netG, evaluator, groups, target, k=k, nz=cfg.nz, z_dist=cfg.z_dist, seed=args.seed)
     report.numbers.update(recipe=args.recipe, a=args.a, b=args.b, c=args.c)
     return report
 
@@ -249,8 +214,8 @@ def check_turn(args, cfg, run_id):
 
 def turn(args, netG, cfg, uri, run_id):
     from trainables.latent.turn import run_turn
-    return run_turn(netG, _evaluator(cfg), cfg.nz, cfg.z_dist, args.exemplars, args.rows, args.steps, args.pool,
-                    args.draws, args.seed)
+    return run_turn(netG, _evaluator(cfg), nz=cfg.nz, z_dist=cfg.z_dist, exemplars=args.exemplars, rows=args.rows,
+                    steps=args.steps, pool=args.pool, draws=args.draws, seed=args.seed)
 
 
 def check_forget(args, cfg, run_id):
@@ -267,7 +232,8 @@ def check_forget(args, cfg, run_id):
 
 def forget(args, netG, cfg, uri, run_id):
     from trainables.latent.forget import run_forget
-    return run_forget(netG, _evaluator(cfg), cfg.nz, cfg.z_dist, args.n, args.heldout_n, args.layer, args.seed)
+    return run_forget(netG, _evaluator(cfg), nz=cfg.nz, z_dist=cfg.z_dist, n=args.n, heldout_n=args.heldout_n,
+                      layer=args.layer, seed=args.seed)
 
 
 def neighbours(args, netG, cfg, uri, run_id):
@@ -276,7 +242,8 @@ def neighbours(args, netG, cfg, uri, run_id):
     evaluator = _evaluator(cfg)
     train, references = _real_references(cfg.dataset, cfg.image_size, cfg.nc, args.train_n or cfg.dataset_size,
                                          args.heldout_n, cfg.data_root, cfg.data_seed, cfg.dataset_size)
-    return run_neighbours(netG, evaluator, cfg.nz, cfg.z_dist, train, references, args.n, args.seed)
+    return run_neighbours(netG, evaluator, nz=cfg.nz, z_dist=cfg.z_dist, train_images=train, references=references,
+                          n=args.n, seed=args.seed)
 
 
 @functools.lru_cache(maxsize=1)
@@ -290,11 +257,6 @@ def _real_references(dataset, image_size, nc, train_n, heldout_n, data_root, dat
     heldout, _ = load_images(dataset, image_size, nc, "test", heldout_n, data_root, data_seed)
     evaluator = get_evaluator(dataset, image_size, seed=0, nc=nc, data_root=data_root)
     return train, real_references(evaluator, train, heldout)
-
-
-EXPERIMENTS = {"walk": walk, "sheet": sheet, "arithmetic": arithmetic, "turn": turn, "forget": forget,
-               "neighbours": neighbours}
-CHECKS = {"arithmetic": check_arithmetic, "turn": check_turn, "forget": check_forget}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,7 +298,7 @@ def cmd_represent(args):
             random_D = build_discriminator(run_cfg)
             random_D.apply(weights_init)
         reports[run_id] = run_represent(discriminators[run_id], random_D, {"train": train, "test": test}, labels,
-                                        args.per_class, args.draws, args.seed)
+                                        per_class=args.per_class, draws=args.draws, seed=args.seed)
         setting = "in-domain" if dataset == run_cfg.dataset else f"transfer: D trained on {run_cfg.dataset}"
         reports[run_id].numbers.update(dataset=dataset, trained_on=run_cfg.dataset, setting=setting, run=run_id)
     publish(reports, {run_id: c for run_id, _, c in generators}, uri, args, f"represent-{dataset}", "represent")
@@ -355,3 +317,73 @@ def load_discriminator(uri, run_id, cfg):
     netD = build_discriminator(cfg)
     netD.load_state_dict(load_safe(path))
     return netD.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# The commands, each declared once: name, help, arguments, check (before any generator runs) and
+# run (per generator; ``main`` is the whole command).
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LatentCommand:
+    name: str
+    help: str
+    arguments: tuple          # ((flags, ...), add_argument's keywords) each
+    run: Callable = None      # (args, netG, cfg, uri, run_id) -> report, per generator
+    check: Callable = None    # (args, cfg, run_id): a UserError before anything runs
+    main: Callable = cmd_latent
+
+
+def arg(*flags, **kwargs):
+    return flags, kwargs
+
+
+COMMANDS = (
+    LatentCommand("walk", "interpolations between random z, and how evenly the images change", (
+        arg("--points", type=_count, default=9, help="random z; a path between each consecutive pair"),
+        arg("--steps", type=_count, default=8, help="steps per path"),
+    ), run=walk),
+    LatentCommand("sheet", "a numbered contact sheet, with its z stored (z.npy)", (
+        arg("--n", type=_count, default=64, help="samples"),
+    ), run=sheet),
+    LatentCommand("arithmetic", "Y = mean(z_A) - mean(z_B) + mean(z_C), against pixel space", (
+        arg("--recipe", choices=sorted(_recipes()), help="one of the paper's analogies (sets --a/--b/--c/--target)"),
+        *(arg(f"--{name}", help='sheet indices ("3,17,40") or an attribute query ("smiling & ~long_hair")')
+          for name in ("a", "b", "c")),
+        arg("--target", help="query the outputs should match (default: derived from the three queries)"),
+        arg("--exemplars", type=_count, default=3, help="exemplars averaged per concept"),
+        arg("--trials", type=_count, default=20, help="draws of exemplars, the unit of replication (queries only)"),
+        arg("--budget", type=_count, default=4096, help="samples searched for exemplars"),
+        arg("--sheet", default="", help="z.npy of the sheet that indices refer to (default: the run's latest "
+                                        "`latent sheet`)"),
+    ), run=arithmetic, check=check_arithmetic),
+    LatentCommand("turn", "the turn vector from evaluator yaw, and the yaw along it", (
+        arg("--exemplars", type=_count, default=4, help="faces looking left, and looking right, averaged"),
+        arg("--rows", type=_count, default=8, help="random faces turned"),
+        arg("--steps", type=_count, default=9, help="images per row"),
+        arg("--pool", type=_count, default=512, help="samples the exemplars are chosen from"),
+        arg("--draws", type=_count, default=10, help="independent exemplar draws, the unit of replication"),
+    ), run=turn, check=check_turn),
+    LatentCommand("forget", "drop G's window feature maps (a synthetic-bedrooms generator)", (
+        arg("--n", type=_count, default=150, help="samples the classifier is fitted on (the paper's 150)"),
+        arg("--heldout-n", type=_count, default=150, help="other samples every outcome is measured on"),
+        arg("--layer", type=_count, default=1, help="G's hidden layer, counted from the output: 1 = the last "
+                                                    "(input of the output layer), 2 = the one before, ..."),
+    ), run=forget, check=check_forget),
+    LatentCommand("neighbours", "nearest training images of generated samples (memorisation)", (
+        arg("--n", type=_count, default=1000, help="generated samples"),
+        arg("--train-n", type=_count, default=None, help="training images searched (default: all the run's)"),
+        arg("--heldout-n", type=_count, default=1000, help="held-out real images (the reference)"),
+    ), run=neighbours),
+    LatentCommand("represent", "D's features + a linear SVM (paper 5.1), against baselines", (
+        arg("--dataset", default="", help="labelled data set (default: the run's; another one of the same image "
+                                          "size is a transfer setting)"),
+        arg("--labels", default="", help="comma-separated class labels (default: every one)"),
+        arg("--per-class", type=_count, default=100, help="labelled training examples per class and draw"),
+        arg("--draws", type=_count, default=10, help="random draws of the labelled examples (the unit)"),
+        arg("--pool", type=_count, default=4000, help="training images the draws come from"),
+        arg("--test-n", type=_count, default=2000, help="test images"),
+        arg("--data-root", default="", help="where real data sets live (default: the run's data_root)"),
+    ), main=cmd_represent),
+)
+COMMANDS_BY_NAME = {c.name: c for c in COMMANDS}

@@ -130,6 +130,10 @@ CASES = [
     ("latent-walk-unknown-run", ["latent", "walk", "--run", UNKNOWN_RUN], UNKNOWN_RUN, _store, {}),
     ("latent-sheet-run-id-path", ["latent", "sheet", "--run", "../escape"], "not a valid MLflow run id", None, {}),
     ("represent-unknown-run", ["represent", "--run", UNKNOWN_RUN], UNKNOWN_RUN, _store, {}),
+    ("latent-represent-unknown-run", ["latent", "represent", "--run", UNKNOWN_RUN], UNKNOWN_RUN, _store, {}),
+    # power
+    ("power-ratio-below-one", ["power", "--ratio", "0.5"], "ratio=0.5", None, {}),
+    ("power-unknown-space", ["power", "--space", "nope"], "nope", None, {}),
 ]
 
 

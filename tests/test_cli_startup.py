@@ -7,9 +7,9 @@ import sys
 from conftest import ROOT
 
 HEAVY = ("torch", "ray", "mlflow")
-HELPS = [[], ["train"], ["sample"], ["sweep"], ["evaluate"], ["report"], ["bench"], ["ui"], ["represent"],
+HELPS = [[], ["train"], ["sample"], ["sweep"], ["evaluate"], ["report"], ["bench"], ["ui"], ["represent"], ["power"],
          ["data", "preview"], ["data", "cache"],
-         *(["latent", verb] for verb in ("walk", "sheet", "arithmetic", "turn", "forget", "neighbours"))]
+         *(["latent", verb] for verb in ("walk", "sheet", "arithmetic", "turn", "forget", "neighbours", "represent"))]
 PROBE = """
 import json, sys
 from orchestrator.cli import main

@@ -312,8 +312,8 @@ def test_every_command_on_tracked_generators(lab):
         assert len(task[name]["accuracies"]) == 3 and task[name]["unit"] == "label draws"
         assert 0 <= task[name]["C_interior"] <= 3 and task[name]["n"] == 3
     assert set(rep["tests"]) == {"glasses: D vs D_random", "glasses: D vs pixels"}
-    # ... and transfer: the bedrooms D probed on faces attributes.
-    rep, _ = _cli(lab, "represent", "--run", bedrooms, "--dataset", "synthetic-faces", "--labels", "smiling",
+    # ... and transfer: the bedrooms D probed on faces attributes (spelled `latent represent`).
+    rep, _ = _cli(lab, "latent", "represent", "--run", bedrooms, "--dataset", "synthetic-faces", "--labels", "smiling",
                   "--pool", "300", "--test-n", "100", "--per-class", "20", "--draws", "3")
     assert rep["setting"] == "transfer: D trained on synthetic-bedrooms" and rep["dataset"] == "synthetic-faces"
 

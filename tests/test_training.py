@@ -173,7 +173,7 @@ def test_run_logs_quality_and_stability(ray_local, mlflow_uri, tmp_path):
         "metric_notes"]
     assert metrics["fd_final"] == metrics["fd_faces"] and metrics["fd_best"] <= metrics["fd_final"]
 
-    assert main(["evaluate", "--run", run_id, "--n", "300", "--mlflow-uri", mlflow_uri]) == 0
+    assert main(["evaluate", "--run", run_id, "--eval-n", "300", "--mlflow-uri", mlflow_uri]) == 0
     again = MlflowClient(mlflow_uri).get_run(run_id).data.metrics
     assert again["fd_faces_n300"] > 0 and {"kid_faces_n300", "precision_n300", "recall_n300"} <= set(again)
     assert main(["evaluate", "--run", "e" * 32, "--mlflow-uri", mlflow_uri]) == 2

@@ -101,7 +101,7 @@ def train_loop(config, session):
     if resumed is not None:
         start_step, fixed_noise = restore_training_state(resumed, netG, netD, optG, optD)
     fixed_noise = fixed_noise.to(device)
-    evaluator = RunEvaluator(cfg, device)
+    evaluator = RunEvaluator(cfg, device, rank, world)
     if resumed is not None and "run_history" in resumed:
         evaluator.load_state_dict(resumed["run_history"])
     # Ray registers a checkpoint only when it next polls the workers (every 2 s), so a restart

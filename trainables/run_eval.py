@@ -23,8 +23,8 @@ EVAL_BATCH = 500
 NOT_IN_RUN = ("kid", "pr")
 
 
-def resolve_extractor(cfg):
-    """(extractor, note), or (None, reason) where evaluation is off or impossible."""
+def resolve_evaluator(cfg):
+    """(evaluator, note), or (None, reason) where evaluation is off or impossible."""
     from trainables.errors import UserError
     from trainables.metrics.fid import resolve_feature_extractor
 
@@ -45,28 +45,28 @@ def prepare_evaluation(cfg):
     (``domain`` or ``inception``), so every trial of a sweep measures FD in the same one."""
     from trainables.metrics.evaluate import check_sample_count, reference_embedding
 
-    extractor, note = resolve_extractor(cfg)
+    evaluator, note = resolve_evaluator(cfg)
     if note:
         print(f"[dcgan-lab] {note}", flush=True)
-    if extractor is None:
+    if evaluator is None:
         return cfg
-    check_sample_count("eval_n", cfg.eval_n, extractor)
-    reference_embedding(extractor, cfg.dataset, cfg.image_size, cfg.eval_n, EVAL_BATCH, cfg.data_root)
-    return dataclasses.replace(cfg, feature_extractor="inception" if extractor.name == "inception" else "domain")
+    check_sample_count("eval_n", cfg.eval_n, evaluator)
+    reference_embedding(evaluator, cfg.dataset, cfg.image_size, cfg.eval_n, EVAL_BATCH, cfg.data_root)
+    return dataclasses.replace(cfg, feature_extractor="inception" if evaluator.name == "inception" else "domain")
 
 
 class RunEvaluator:
-    def __init__(self, cfg, device):
-        self.cfg, self.device = cfg, device
-        self.extractor, _ = resolve_extractor(cfg)
-        self.fd_key = FD.format(ev=self.extractor.name) if self.enabled else None
+    def __init__(self, cfg, device, rank=0, world=1):
+        self.cfg, self.device, self.rank, self.world = cfg, device, rank, world
+        self.evaluator, _ = resolve_evaluator(cfg)
+        self.fd_key = FD.format(ev=self.evaluator.name) if self.enabled else None
         self.losses = {"step": [], **{k: [] for k in LOSS_KEYS}}
         self.samples = {"step": [], "features": [], "pixels": []}
         self.evals = {"step": [], "fd": [], "variance_ratio": [], "coverage_modes": []}
 
     @property
     def enabled(self):
-        return self.extractor is not None
+        return self.evaluator is not None
 
     def due(self, step, n_steps):
         return self.enabled and (step % self.cfg.eval_every == 0 or step == n_steps)
@@ -81,18 +81,19 @@ class RunEvaluator:
         self.samples["step"].append(step)
         self.samples["pixels"].append(images_to_pixels(images.detach()).cpu())
         if self.enabled:
-            self.samples["features"].append(self.extractor.to(self.device).features(images))
+            self.samples["features"].append(self.evaluator.to(self.device).features(images))
 
     def __call__(self, netG, step):
         """All ranks call this; returns the metrics dict (the same on every rank)."""
         from trainables.metrics.evaluate import evaluate_generator
 
         cfg = self.cfg
-        metrics = [m for m in self.extractor.metrics if m not in NOT_IN_RUN]
+        metrics = [m for m in self.evaluator.metrics if m not in NOT_IN_RUN]
         results = evaluate_generator(unwrap(netG), nz=cfg.nz, z_dist=cfg.z_dist,
                                      dataset=cfg.dataset, image_size=cfg.image_size, n=cfg.eval_n,
-                                     batch_size=EVAL_BATCH, evaluator=self.extractor, metrics=metrics, seed=cfg.seed,
-                                     device=self.device, data_root=cfg.data_root)
+                                     batch_size=EVAL_BATCH, evaluator=self.evaluator, metrics=metrics, seed=cfg.seed,
+                                     device=self.device, data_root=cfg.data_root, rank=self.rank,
+                                     world_size=self.world)
         e = self.evals
         e["step"].append(step)
         e["fd"].append(results[self.fd_key])

@@ -92,7 +92,7 @@ def trial_outputs(netG, groups, random_groups, images, m, typical, gen):
     return outputs, vectors["latent"]
 
 
-def run_arithmetic(netG, evaluator, exemplars, target, k, nz, z_dist, seed=0, names=("A", "B", "C")):
+def run_arithmetic(netG, evaluator, exemplars, target, *, k, nz, z_dist, seed=0, names=("A", "B", "C")):
     """``exemplars``: three (trials * k, nz) tensors of z, one per concept; trial t uses rows
     t*k .. t*k+k-1 (and, for the one-exemplar setting, the first of them)."""
     trials = len(exemplars[0]) // k

@@ -100,7 +100,7 @@ def per_image_fractions(evaluator, images):
     return {"window": pred["window_mask"].float().mean(dim=(1, 2)), "bed": pred["bed_mask"].float().mean(dim=(1, 2))}
 
 
-def run_forget(netG, evaluator, nz, z_dist, n=150, heldout_n=150, layer=1, seed=0):
+def run_forget(netG, evaluator, *, nz, z_dist, n=150, heldout_n=150, layer=1, seed=0):
     # Two random streams: the fit (and so the maps chosen) does not depend on the held-out set.
     gen, gen_test = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1_000_003)
     z_fit = sample_z(n, nz, z_dist, generator=gen)

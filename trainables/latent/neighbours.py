@@ -89,7 +89,7 @@ def real_references(evaluator, train_images, heldout_images):
     return refs
 
 
-def run_neighbours(netG, evaluator, nz, z_dist, train_images, references, n=1000, seed=0):
+def run_neighbours(netG, evaluator, *, nz, z_dist, train_images, references, n=1000, seed=0):
     """Generated -> train against held-out real -> train nearest distances, in each space
     (``references``: :func:`real_references` of ``train_images`` and the held-out images)."""
     gen = torch.Generator().manual_seed(seed)

@@ -61,7 +61,7 @@ def matches(values, query):
     return hit
 
 
-def find_exemplars(netG, evaluator, queries, k, nz, z_dist, budget=4096, seed=0, flags=None, need=""):
+def find_exemplars(netG, evaluator, queries, k, *, nz, z_dist, budget=4096, seed=0, flags=None, need=""):
     """Sample z until each query has ``k`` matches or ``budget`` samples are spent.
 
     Returns one (k, nz) tensor of z per query, the first matches in sampling order. Fails with

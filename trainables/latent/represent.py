@@ -98,7 +98,7 @@ def svm_accuracy(x_train, y_train, x_test, y_test, seed=0, cs=CS):
     return accuracy, best, interior, sum(issubclass(w.category, ConvergenceWarning) for w in caught)
 
 
-def run_represent(netD, random_D, data, label_keys, per_class=100, draws=10, seed=0):
+def run_represent(netD, random_D, data, label_keys, *, per_class=100, draws=10, seed=0):
     """``data``: {"train": (images, labels), "test": (images, labels)}; the training images
     also calibrate both D's BatchNorm statistics (no labels involved)."""
     x_train, labels_train = data["train"]

@@ -8,7 +8,7 @@ from trainables.latent.report import Report
 from trainables.models import sample_z
 
 
-def run_sheet(netG, nz, z_dist, n=64, seed=0, evaluator=None):
+def run_sheet(netG, *, nz, z_dist, n=64, seed=0, evaluator=None):
     """``n`` samples from ``seed``; with an evaluator, each sample's attributes as it reads them."""
     z = sample_z(n, nz, z_dist, generator=torch.Generator().manual_seed(seed))
     images = render(netG, z)

@@ -81,7 +81,7 @@ def one_draw(netG, evaluator, nz, z_dist, exemplars, rows, steps, pool, gen):
     return numbers, figure, v
 
 
-def run_turn(netG, evaluator, nz, z_dist, exemplars=4, rows=8, steps=9, pool=512, draws=10, seed=0):
+def run_turn(netG, evaluator, *, nz, z_dist, exemplars=4, rows=8, steps=9, pool=512, draws=10, seed=0):
     """``draws`` independent replications of the paper's recipe; the unit of every interval."""
     gen = torch.Generator().manual_seed(seed)
     per_draw = []

@@ -62,7 +62,7 @@ def smoothness(changes, scale):
     }
 
 
-def run_walk(netG, evaluator, nz, z_dist, points=9, steps=8, seed=0):
+def run_walk(netG, evaluator, *, nz, z_dist, points=9, steps=8, seed=0):
     """``points`` random z, a path between each consecutive pair; linear and slerp."""
     gen = torch.Generator().manual_seed(seed)
     z = sample_z(points, nz, z_dist, generator=gen)

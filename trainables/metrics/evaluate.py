@@ -19,7 +19,7 @@ from trainables.metrics.evaluators import get_evaluator, real_batches
 from trainables.metrics.frechet import FeatureStats, all_reduce_stats
 from trainables.metrics.registry import EvalInputs, get_metric
 from trainables.models import Generator, sample_z, weights_init
-from trainables.step import generate
+from trainables.step import all_ranks, generate
 
 MAX_KEPT_FEATURES = 10_000   # per side, for KID and precision / recall (their cost grows as n^2)
 
@@ -39,12 +39,13 @@ class Embedding:
 
 
 def evaluate_generator(netG, *, nz, z_dist, dataset, image_size, n, batch_size, evaluator, n_real=None,
-                       metrics=None, seed=0, device="cpu", data_root="./data"):
+                       metrics=None, seed=0, device="cpu", data_root="./data", rank=0, world_size=1):
     """Metrics of ``netG`` against ``n_real`` (default ``n``) reals. Fakes are drawn like the
     logged sample grids (``trainables.step.generate``: batch-statistics BN, running stats untouched).
 
     ``evaluator``: from get_evaluator or resolve_feature_extractor; ``metrics``: names in the
-    metric registry (default: the evaluator's own list). Returns ``{key: value}``.
+    metric registry (default: the evaluator's own list); ``rank`` and ``world_size``: this worker
+    among the DDP workers that call it together (all of them must). Returns ``{key: value}``.
     """
     n_real = n_real or n
     check_sample_count("n", n, evaluator)
@@ -53,8 +54,8 @@ def evaluate_generator(netG, *, nz, z_dist, dataset, image_size, n, batch_size, 
     evaluator.to(device)
 
     # Embed the reals (cached) and this worker's share of the fakes.
-    real = reference_embedding(evaluator, dataset, image_size, n_real, batch_size, data_root)
-    rank, world_size = _rank_and_world()
+    real = reference_embedding(evaluator, dataset, image_size, n_real, batch_size, data_root,
+                               rank=rank, world_size=world_size, device=device)
     n_local = n // world_size + (rank < n % world_size)
     z_gen = torch.Generator().manual_seed(seed * 1_000_003 + rank)
     fake = _embed(evaluator, _fake_batches(netG, nz, z_dist, n_local, batch_size, z_gen, device), world_size)
@@ -74,12 +75,13 @@ def check_sample_count(key, n, evaluator):
                         f"features needs at least {evaluator.dim + 1} samples ({key} >= {evaluator.dim + 1})")
 
 
-def reference_embedding(evaluator, dataset, image_size, n_real, batch_size=500, data_root="./data"):
-    """The embedding of ``n_real`` training images; computed once, then read from the cache."""
+def reference_embedding(evaluator, dataset, image_size, n_real, batch_size=500, data_root="./data", *, rank=0,
+                        world_size=1, device="cpu"):
+    """The embedding of ``n_real`` training images; computed once, then read from the cache (every
+    worker must find it there before any reads it, else they build it together)."""
     path = cache_path("reference", f"{dataset}-{image_size}px-nc{evaluator.nc}-{evaluator.key}-n{n_real}")
     state = load_cached(path)
-    rank, world_size = _rank_and_world()
-    if _everywhere(state is not None):
+    if all_ranks(state is not None, world_size, device):
         return Embedding.from_state_dict(state)
     batches = ((x, _per_image(y)) for x, y in real_batches(dataset, image_size, evaluator.nc, "train", n_real,
                                                            data_root, batch_size, rank, world_size))
@@ -87,21 +89,6 @@ def reference_embedding(evaluator, dataset, image_size, n_real, batch_size=500, 
     if rank == 0:
         save_atomic(real.state_dict(), path)
     return real
-
-
-def _everywhere(flag):
-    """True when ``flag`` holds on every worker: they must agree before a collective step."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    t = torch.tensor([int(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return bool(t.item())
-
-
-def _rank_and_world():
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _fake_batches(netG, nz, z_dist, n, batch_size, z_gen, device):

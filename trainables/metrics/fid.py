@@ -64,20 +64,28 @@ def find_inception_weights(inception_weights=None):
                   f"{URL_INCEPTION_V3} on a machine with internet and set inception_weights=PATH")
 
 
-def resolve_feature_extractor(name, dataset, inception_weights=None, *, image_size=64, nc=3, seed=0,
-                              data_root="./data"):
-    """The feature extractor to evaluate with, and a note for the log ("" when none).
-
+def feature_space(name, inception_weights=None):
+    """(``inception`` or ``domain``, the weights' path or None, a note on missing weights or None):
+    which feature space ``feature_extractor=name`` measures in, decided without building anything.
     ``inception`` needs the weights; ``domain`` is the data set's own evaluator; ``auto`` takes
-    Inception when its weights are present and the domain evaluator otherwise.
-    """
+    Inception when its weights are present and the domain evaluator otherwise."""
     if name not in FEATURE_EXTRACTORS:
         raise UserError(f"feature_extractor={name!r} is unknown: choose one of {', '.join(FEATURE_EXTRACTORS)}")
     path, missing = find_inception_weights(inception_weights) if name != "domain" else (None, None)
     if path:
-        return InceptionFeatures(path, nc), ""
+        return "inception", path, None
     if name == "inception":
         raise UserError(missing)
+    return "domain", None, missing
+
+
+def resolve_feature_extractor(name, dataset, inception_weights=None, *, image_size=64, nc=3, seed=0,
+                              data_root="./data"):
+    """The evaluator of ``feature_space(name, ...)`` (Inception, or the data set's own, trained now
+    unless cached), and a note for the log ("" when none)."""
+    space, path, missing = feature_space(name, inception_weights)
+    if space == "inception":
+        return InceptionFeatures(path, nc), ""
     evaluator = get_evaluator(dataset, image_size, seed=seed, nc=nc, data_root=data_root)
     note = f"{missing}; measuring fd_{evaluator.name} with the domain evaluator instead" if missing else ""
     return evaluator, note

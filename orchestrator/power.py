@@ -1,0 +1,178 @@
+"""``dcgan-lab power``: how many seeds a claim test needs, from simulated studies run through the
+report's own machinery (``report_claims.evaluate_claims``, on records shaped as
+``report_data.records`` makes them, with the shipped claims file and a shipped space's design).
+
+A simulated study has the design's cells and seeds. Log final FD in a run is
+``4.5 + cell mean + seed effect + noise``: the seed effect (SD ``seed_sd``) is shared by every cell
+of a seed (the grid gives every cell the same seeds); the noise has SD ``sd`` in every cell, or each
+cell's SD is drawn from ``cell_sds`` (variances that differ by setting). A share ``diverged`` of
+runs diverge, in every cell. FD histories are flat over the last quarter (the plateau test passes).
+Under the null a claim's arms (the paper's cell and the cells one factor away) share one mean;
+cells further away get their own (interactions a factorial may hold). With an effect, log(ratio)
+is added to every one-factor-away cell: the alternative's geometric-mean FD is ``ratio`` x the
+paper's. The power is the share of claims called "supported"; studies are the independent units
+of its Monte-Carlo standard error.
+
+The default noise is the committed CPU-scale study's (docs/results/stability, 8 cells x 2 seeds,
+1,200 steps): within-cell SD of log final FD 0.012 to 0.64 by cell, pooled 0.33; seed SD 0.15 is
+an assumption, not a measurement. A study at another horizon or recipe has its own spread: measure
+it (a pilot) and pass ``--sd``.
+"""
+import dataclasses
+import math
+
+CELL_SDS = (0.012, 0.189, 0.637, 0.085, 0.049, 0.458, 0.424, 0.081)   # measured, per cell (see above)
+POOLED_SD = 0.33
+SEED_SD = 0.15
+DIVERGED = 0.05
+STEPS = (300, 600, 900, 1000, 1100, 1200)
+
+
+@dataclasses.dataclass(frozen=True)
+class Noise:
+    sd: float = POOLED_SD           # within-cell SD of log final FD
+    seed_sd: float = SEED_SD        # SD of a seed's shared effect
+    diverged: float = DIVERGED      # share of runs that diverge
+    cell_sds: tuple = ()            # when given, each cell's SD is drawn from these instead of ``sd``
+
+
+def add_subparser(subparsers):
+    p = subparsers.add_parser("power", help="seeds per arm a claim test needs, from simulated studies")
+    p.add_argument("--space", default="paper-claims-paired", help="the sweep space whose design is simulated")
+    p.add_argument("--ratio", type=float, default=1.5, help="the alternative's FD over the paper's (geometric means)")
+    p.add_argument("--sd", type=float, default=POOLED_SD, help="within-cell SD of log final FD")
+    p.add_argument("--seed-sd", type=float, default=SEED_SD, help="SD of a seed's effect shared by its cells")
+    p.add_argument("--target", type=float, default=0.8, help="power wanted")
+    p.add_argument("--min-seeds", type=int, default=5, help="fewest seeds per arm considered")
+    p.add_argument("--max-seeds", type=int, default=40, help="most seeds per arm considered")
+    p.add_argument("--studies", type=int, default=200, help="simulated studies per seed count")
+    p.set_defaults(func=cmd_power)
+
+
+def cmd_power(args):
+    from trainables.errors import UserError
+
+    for key, value, ok, allowed in (
+            ("ratio", args.ratio, args.ratio > 1, "> 1"), ("sd", args.sd, args.sd > 0, "> 0"),
+            ("seed-sd", args.seed_sd, args.seed_sd >= 0, ">= 0"), ("target", args.target, 0 < args.target < 1, "in (0, 1)"),
+            ("min-seeds", args.min_seeds, args.min_seeds >= 3, ">= 3 (a verdict needs 3 seeds per arm)"),
+            ("max-seeds", args.max_seeds, args.max_seeds >= args.min_seeds, f">= min-seeds ({args.min_seeds})"),
+            ("studies", args.studies, args.studies >= 20, ">= 20")):
+        if not ok:
+            raise UserError(f"{key}={value} is not allowed: {allowed}")
+    noise = Noise(sd=args.sd, seed_sd=args.seed_sd)
+    rows, chosen = seeds_for_power(args.space, args.ratio, noise, args.target, args.min_seeds, args.max_seeds,
+                                   args.studies)
+    print(render(args, rows, chosen))
+    return 0
+
+
+def seeds_for_power(space, ratio, noise, target=0.8, min_seeds=5, max_seeds=40, studies=200):
+    """([(seeds, trials, power, MC SE)], the fewest seeds whose power reaches ``target`` or None).
+    Seed counts from ``min_seeds`` up, doubling until the target is reached, then bisected."""
+    rows = {}
+
+    def at(seeds):
+        if seeds not in rows:
+            d = design(space, seeds)
+            _, supported, _ = simulate(d, studies, noise, effect=math.log(ratio), seed=seeds)
+            rows[seeds] = (seeds, len(d[1]), *rate(supported))
+        return rows[seeds][2]
+
+    lo, hi = min_seeds, min_seeds
+    while at(hi) < target:
+        if hi == max_seeds:
+            return sorted(rows.values()), None
+        lo, hi = hi, min(2 * hi, max_seeds)
+    while hi - lo > 1:   # at(lo) < target <= at(hi), or lo == hi == min_seeds
+        mid = (lo + hi) // 2
+        if at(mid) >= target:
+            hi = mid
+        else:
+            lo = mid
+    return sorted(rows.values()), hi
+
+
+def render(args, rows, chosen):
+    lines = [f"Power of the claim tests of space {args.space!r}: the alternative's FD x{args.ratio:g} the paper's "
+             f"(geometric means), within-cell SD of log FD {args.sd:g}, seed SD {args.seed_sd:g}, "
+             f"{DIVERGED:.0%} of runs diverged; {args.studies} simulated studies per row (an estimate by simulation; "
+             f"MC SE: its Monte-Carlo standard error, studies the unit).", "",
+             "| seeds per arm | trials | power | MC SE |", "| ---: | ---: | ---: | ---: |"]
+    lines += [f"| {s} | {n} | {p:.1%} | {se:.1%} |" for s, n, p, se in rows]
+    lines.append("")
+    if chosen is None:
+        lines.append(f"No seed count up to {args.max_seeds} reaches {args.target:.0%} power.")
+    else:
+        lines.append(f"Fewest seeds per arm with power >= {args.target:.0%}: **{chosen}** "
+                     f"(`--seeds {chosen}`; at least {args.min_seeds} whatever the simulation says).")
+    return "\n".join(lines)
+
+
+def design(space_name, seeds):
+    """(factors searched, the grid's points with ``seeds`` seeds, the paper's level of each factor)."""
+    from orchestrator.report_data import canonical, paper_levels
+    from search_spaces.loader import grid_points, load_space
+
+    space = load_space(space_name)
+    factors = [k for k, p in space.params.items() if len(p.values) > 1]
+    points = grid_points(space, seeds)
+    return factors, points, paper_levels(factors, {f: canonical for f in factors})
+
+
+def simulate_study(rng, design, noise, effect=0.0):
+    """Records of one simulated study (see the module's text)."""
+    from orchestrator.report_data import canonical
+
+    factors, points, paper = design
+    cells = sorted({tuple(canonical(str(p[f])) for f in factors) for p in points})
+    base = tuple(paper[f] for f in factors)
+    away = {c: sum(a != b for a, b in zip(c, base)) for c in cells}
+    mean = {c: (effect if away[c] == 1 else 0.0) if away[c] <= 1 else rng.normal(0, 0.5) for c in cells}
+    sd = {c: (rng.choice(noise.cell_sds) if noise.cell_sds else noise.sd) for c in cells}
+    seed_effect = rng.normal(0, noise.seed_sd, size=max(p["seed"] for p in points) + 1)
+    out = []
+    for p in points:
+        cell = tuple(canonical(str(p[f])) for f in factors)
+        fd = math.exp(4.5 + mean[cell] + seed_effect[p["seed"]] + rng.normal(0, sd[cell]))
+        div = rng.random() < noise.diverged
+        hist = [(s, fd * math.exp(rng.normal(0, 0.03))) for s in STEPS[:2 if div else None]]
+        out.append({"run_id": f"{cell}-{p['seed']}", "levels": dict(zip(factors, cell)), "seed": str(p["seed"]),
+                    "params": {}, "status": "diverged" if div else "finished", "final_step": 1200.0,
+                    "fd_key": "fd_faces", "history": {"fd_faces": hist},
+                    "values": {"fd_final": math.nan if div else fd, "diverged": float(div)}})
+    return out
+
+
+def primary_claims():
+    """The shipped paper claims with their primary metric alone: verdicts come from it alone
+    (tests/test_report.py checks that secondaries never change one), so simulations skip the rest."""
+    from search_spaces.claims import load_claims
+
+    return [dataclasses.replace(c, expect=c.expect[:1]) for c in load_claims("paper")]
+
+
+def simulate(design, studies, noise, effect=0.0, seed=0):
+    """Per study, the share of its claims with a decisive verdict, and the share "supported"
+    (numpy arrays), and the number of claims tested per study."""
+    import numpy as np
+
+    from orchestrator.report_claims import DECISIVE, evaluate_claims
+    from orchestrator.report_data import canonical
+
+    factors, _, paper = design
+    claims = primary_claims()
+    rng = np.random.default_rng(seed)
+    decisive, supported, n_claims = [], [], 0
+    for _ in range(studies):
+        recs = simulate_study(rng, design, noise, effect)
+        results, _ = evaluate_claims(claims, recs, factors, paper, lambda f, v: canonical(str(v)))
+        n_claims = len(results)
+        decisive.append(np.mean([r["verdict"] in DECISIVE for r in results]))
+        supported.append(np.mean([r["verdict"] == "supported" for r in results]))
+    return np.array(decisive), np.array(supported), n_claims
+
+
+def rate(shares):
+    """Mean share over studies and its Monte-Carlo SE (studies are the independent units)."""
+    return float(shares.mean()), float(shares.std(ddof=1) / math.sqrt(len(shares)))
