@@ -63,7 +63,7 @@ def cmd_power(args):
     noise = Noise(sd=args.sd, seed_sd=args.seed_sd)
     rows, chosen = seeds_for_power(args.space, args.ratio, noise, args.target, args.min_seeds, args.max_seeds,
                                    args.studies)
-    print(render(args, rows, chosen))
+    print(render(args, noise, rows, chosen))
     return 0
 
 
@@ -93,10 +93,10 @@ def seeds_for_power(space, ratio, noise, target=0.8, min_seeds=5, max_seeds=40, 
     return sorted(rows.values()), hi
 
 
-def render(args, rows, chosen):
+def render(args, noise, rows, chosen):
     lines = [f"Power of the claim tests of space {args.space!r}: the alternative's FD x{args.ratio:g} the paper's "
-             f"(geometric means), within-cell SD of log FD {args.sd:g}, seed SD {args.seed_sd:g}, "
-             f"{DIVERGED:.0%} of runs diverged; {args.studies} simulated studies per row (an estimate by simulation; "
+             f"(geometric means), within-cell SD of log FD {noise.sd:g}, seed SD {noise.seed_sd:g}, "
+             f"{noise.diverged:.0%} of runs diverged; {args.studies} simulated studies per row (an estimate by simulation; "
              f"MC SE: its Monte-Carlo standard error, studies the unit).", "",
              "| seeds per arm | trials | power | MC SE |", "| ---: | ---: | ---: | ---: |"]
     lines += [f"| {s} | {n} | {p:.1%} | {se:.1%} |" for s, n, p, se in rows]

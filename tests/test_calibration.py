@@ -19,12 +19,9 @@ import math
 
 import pytest
 
+from orchestrator import power as sim
 from orchestrator.config import load_sweep_settings
-from orchestrator.power import CELL_SDS, Noise, design, rate, seeds_for_power, simulate
-
-
-def _design(space_name, seeds):
-    return design(space_name, seeds)
+from orchestrator.power import CELL_SDS, Noise, seeds_for_power
 
 
 def _preset(name):
@@ -33,10 +30,7 @@ def _preset(name):
 
 
 def _simulate(design, studies, unequal, effect=0.0, seed=0):
-    return simulate(design, studies, Noise(cell_sds=CELL_SDS if unequal else ()), effect, seed)
-
-
-_rate = rate
+    return sim.simulate(design, studies, Noise(cell_sds=CELL_SDS if unequal else ()), effect, seed)
 
 
 DESIGNS = [   # (label, space, seeds, studies, replicated)
@@ -52,11 +46,11 @@ DESIGNS = [   # (label, space, seeds, studies, replicated)
 @pytest.mark.parametrize("label, space, seeds, studies, replicated", DESIGNS,
                          ids=[d[0].split(":")[0].format(d[2]) for d in DESIGNS])
 def test_false_verdicts_under_no_effect(label, space, seeds, studies, replicated, figure):
-    design = _design(space, seeds)
+    design = sim.design(space, seeds)
     lines = []
     for unequal in ((False, True) if replicated else (False,)):
         shares, _, n_claims = _simulate(design, studies, unequal, seed=seeds)
-        rate, se = _rate(shares)
+        rate, se = sim.rate(shares)
         lines.append(f"{'unequal' if unequal else 'equal'} cell SDs {rate:.1%} (MC SE {se:.1%})")
         if replicated:
             assert rate <= 0.05 + 2 * max(se, math.sqrt(0.05 * 0.95 / (studies * n_claims))), lines[-1]
@@ -68,11 +62,11 @@ def test_false_verdicts_under_no_effect(label, space, seeds, studies, replicated
 
 def test_power_at_twice_the_fd(figure):
     space, seeds = _preset("stability")
-    design = _design(space, seeds)
+    design = sim.design(space, seeds)
     lines = []
     for unequal in (False, True):
         _, supported, n_claims = _simulate(design, 400, unequal, effect=math.log(2.0), seed=100 + seeds)
-        power, se = _rate(supported)
+        power, se = sim.rate(supported)
         lines.append(f"{'unequal' if unequal else 'equal'} cell SDs {power:.0%} (MC SE {se:.1%})")
     figure(f"power, stability ({len(design[1]) // seeds} cells x {seeds} seeds), each alternative x2 FD: "
            f"claims supported {'; '.join(lines)} (400 studies x {n_claims} claims)")

@@ -10,10 +10,7 @@ import json
 import os
 
 DIGEST_CHARS = 10   # MLflow suggests 8-10 characters and allows 36
-MLFLOW_DATASET_CONTEXT = "mlflow.data.context"   # mlflow.utils.mlflow_tags's name, without importing MLflow here
-
-
-RACE_RETRIES = 5
+RACE_RETRIES = 5    # a lost data set insert, made again (see log_dataset)
 
 
 def log_dataset(uri, run_id, cfg):
@@ -37,6 +34,8 @@ def log_dataset(uri, run_id, cfg):
 
 
 def has_training_input(run):
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
     return any(tag.key == MLFLOW_DATASET_CONTEXT and tag.value == "training"
                for inp in run.inputs.dataset_inputs for tag in inp.tags)
 
@@ -48,6 +47,7 @@ def _lost_insert_race(err):
 
 def dataset_input(cfg):
     from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     from trainables.data import get_entry
     from trainables.loop import data_request

@@ -76,7 +76,8 @@ def table(root):
             "FD vol. old | FD vol. new | loss osc. old | loss osc. new | diverged old / new | "
             "collapsed old / mode collapse new / attribute skew new |",
             "|" + " --- |" * 14]
-    for cell, state in last_checkpoints(root).items():
+    runs = last_checkpoints(root)
+    for cell, state in runs.items():
         h = state["run_history"]
         o, n = old_metrics(h), new_metrics(h, state["step"])
         f = lambda v: "NaN" if math.isnan(v) else f"{v:.3g}"   # noqa: E731
@@ -85,7 +86,7 @@ def table(root):
                     f"{f(n['sample_oscillation_pixels'])} | {f(o['fd_volatility'])} | {f(n['fd_volatility'])} | "
                     f"{f(o['loss_oscillation'])} | {f(n['loss_oscillation'])} | {o['diverged']:g} / {n['diverged']:g} | "
                     f"{o['collapsed']:g} / {n['mode_collapse']:g} / {f(n['attribute_skew'])} |")
-    first = next(iter(last_checkpoints(root).values()))["run_history"]
+    first = next(iter(runs.values()))["run_history"]
     rows.append("")
     rows.append(f"Points per run: old {old_metrics(first)['points']} (one per FD evaluation every {OLD_EVERY} steps); "
                 f"new: {len(first['losses']['step'])} log points, {len(first['samples']['step'])} fixed-noise grids, "
