@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "orchestrator.latent_cmd",  # latent walk|sheet|arithmetic|turn|forget|neighbours|represent, represent
     "orchestrator.report",      # report
     "orchestrator.power",       # power
+    "orchestrator.pilot",       # pilot
     "orchestrator.data_cmd",    # data preview|cache
     "orchestrator.bench",       # bench
     "orchestrator.ui",          # ui

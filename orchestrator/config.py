@@ -45,6 +45,8 @@ class SweepSettings:
     search: str = setting("grid", "how trials are chosen", choices=SEARCH_MODES)
     num_samples: int = setting(8, "trials for tpe/random; a cap for grid", min=1)
     seeds: int = setting(1, "seeds per grid point", min=1)
+    first_seed: int = setting(0, "the grid's first seed (seeds first_seed .. first_seed+seeds-1: a study run in "
+                                 "blocks of seeds)", min=0)
     scheduler: str = setting("none", "asha: stop trials whose FD lags at each rung", choices=SCHEDULERS)
 
     def to_dict(self):

@@ -13,7 +13,7 @@ is added to every one-factor-away cell: the alternative's geometric-mean FD is `
 paper's. The power is the share of claims called "supported"; studies are the independent units
 of its Monte-Carlo standard error.
 
-The default noise is the committed CPU-scale study's (docs/results/stability, 8 cells x 2 seeds,
+The default noise is the committed CPU-scale study's (docs/results/stability/factorial-1200, 8 cells x 2 seeds,
 1,200 steps): within-cell SD of log final FD 0.012 to 0.64 by cell, pooled 0.33; seed SD 0.15 is
 an assumption, not a measurement. A study at another horizon or recipe has its own spread: measure
 it (a pilot) and pass ``--sd``.

@@ -44,7 +44,7 @@ def resolve_sweep(args):
             raise bad_value("eval_every", 0, "> 0 for --search tpe (TPE minimises the run's FD)")
     points = None
     if settings.search == "grid":
-        points = grid_points(space, settings.seeds)
+        points = grid_points(space, settings.seeds, settings.first_seed)
         if args.num_samples is not None and len(points) > args.num_samples:
             raise bad_value(sweep_flag("num_samples"), args.num_samples,
                             f">= {len(points)}: the grid of {space.name} x {settings.seeds} seeds has {len(points)} trials")

@@ -20,8 +20,10 @@ def add_subparser(subparsers):
 
     s = subparsers.add_parser("sample", help="reload a tracked generator and write a sample grid")
     s.add_argument("--run", required=True, help="MLflow run id")
-    s.add_argument("--n", type=int, default=64, help="number of samples")
-    s.add_argument("--seed", type=int, default=0, help="noise seed")
+    s.add_argument("--n-samples", "--n", dest="n", type=int, default=64,
+                   help="images in the grid (the config's n_samples; --n kept)")
+    s.add_argument("--noise-seed", "--seed", dest="seed", type=int, default=0,
+                   help="seed of the grid's noise (not the run's training seed; --seed kept)")
     s.add_argument("--out", required=True, help="output PNG")
     s.add_argument("--mlflow-uri", default="", help="tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
     s.set_defaults(func=cmd_sample)

@@ -188,11 +188,14 @@ def to_optuna(space):
     return {key: make[p.dist](p) for key, p in space.params.items()}
 
 
-def grid_points(space, seeds):
-    """Every combination of the space's values, for each seed 0..seeds-1 (seed outermost, so that a
-    partial sweep has whole factorials); each point is a dict of config overrides with ``seed``."""
+def grid_points(space, seeds, first_seed=0):
+    """Every combination of the space's values, for each seed first_seed .. first_seed+seeds-1 (seed
+    outermost, so that a partial sweep has whole factorials; a later first_seed runs a study's next
+    block of seeds); each point is a dict of config overrides with ``seed``."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise bad_value("seeds", seeds, "an integer >= 1")
+    if isinstance(first_seed, bool) or not isinstance(first_seed, int) or first_seed < 0:
+        raise bad_value("first_seed", first_seed, "an integer >= 0")
     ranges = [f"{key} (dist={p.dist})" for key, p in space.params.items() if p.dist not in FINITE]
     if ranges:
         raise UserError(f"search space {space.path}: {', '.join(ranges)} cannot be enumerated; "
@@ -207,7 +210,8 @@ def grid_points(space, seeds):
                                             for key in keys for v in space.params[key].values if v != base[key]]
     else:
         combos = list(itertools.product(*(space.params[k].values for k in keys)))
-    return [{**dict(zip(keys, combo)), "seed": seed} for seed in range(seeds) for combo in combos]
+    return [{**dict(zip(keys, combo)), "seed": seed} for seed in range(first_seed, first_seed + seeds)
+            for combo in combos]
 
 
 def paper_defaults(space):

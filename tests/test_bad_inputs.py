@@ -134,6 +134,9 @@ CASES = [
     # power
     ("power-ratio-below-one", ["power", "--ratio", "0.5"], "ratio=0.5", None, {}),
     ("power-unknown-space", ["power", "--space", "nope"], "nope", None, {}),
+    # pilot
+    ("pilot-unknown-sweep", ["pilot", "--sweep", UNKNOWN_RUN], UNKNOWN_RUN, _store, {}),
+    ("pilot-bad-every", ["pilot", "--sweep", UNKNOWN_RUN, "--every", "0"], "every=0", None, {}),
 ]
 
 

@@ -9,7 +9,7 @@ for designs without replication. With a true x2 in FD at the stability design, t
 "supported" is the power.
 
 The noise model (``orchestrator.power``) is taken from the committed CPU-scale study
-(docs/results/stability, 8 cells x 2 seeds): the within-cell SD of log final FD there was 0.012 to
+(docs/results/stability/factorial-1200, 8 cells x 2 seeds): the within-cell SD of log final FD there was 0.012 to
 0.64 by cell (pooled 0.33). Studies are simulated with every cell at SD 0.33, and with each cell's
 SD drawn from those 8 values (FD's variance differs by setting: the case a variance pooled over
 cells gets wrong). Seed effects (SD 0.15, shared by every cell of a seed), 5 % of runs diverged in

@@ -8,6 +8,7 @@ from conftest import ROOT
 
 HEAVY = ("torch", "ray", "mlflow")
 HELPS = [[], ["train"], ["sample"], ["sweep"], ["evaluate"], ["report"], ["bench"], ["ui"], ["represent"], ["power"],
+         ["pilot"],
          ["data", "preview"], ["data", "cache"],
          *(["latent", verb] for verb in ("walk", "sheet", "arithmetic", "turn", "forget", "neighbours", "represent"))]
 PROBE = """

@@ -46,6 +46,12 @@ def test_paper_claims_is_the_factorial():
     assert {p["seed"] for p in points} == {0, 1, 2}
     assert points[0] == {"lr": 2e-4, "beta1": 0.5, "bn_placement": "paper", "seed": 0}
     assert all(isinstance(p["lr"], float) for p in points)
+    block = grid_points(space, seeds=2, first_seed=3)   # a study's next block of seeds
+    assert [p["seed"] for p in block] == [3] * 8 + [4] * 8
+    assert [{k: v for k, v in p.items() if k != "seed"} for p in block[:8]] == \
+           [{k: v for k, v in p.items() if k != "seed"} for p in points[:8]]
+    with pytest.raises(UserError, match="first_seed=-1"):
+        grid_points(space, seeds=2, first_seed=-1)
 
 
 def test_architecture_is_one_factor_at_a_time():

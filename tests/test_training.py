@@ -125,9 +125,12 @@ def test_sample_reloads_generator_by_run_id(ray_local, mlflow_uri, tmp_path):
 
     run_id, _ = run_training(_smoke(mlflow_uri, tmp_path))
     out = tmp_path / "grid.png"
-    assert main(["sample", "--run", run_id, "--n", "16", "--out", str(out), "--mlflow-uri", mlflow_uri]) == 0
+    assert main(["sample", "--run", run_id, "--n-samples", "16", "--out", str(out), "--mlflow-uri", mlflow_uri]) == 0
     img = Image.open(out)
     assert img.size == (8 * 34 + 2, 2 * 34 + 2)  # 16 samples of 32 px, 8 a row, 2 px padding
+    old = tmp_path / "old-flags.png"   # the old spellings --n and --seed still work
+    assert main(["sample", "--run", run_id, "--n", "8", "--seed", "3", "--out", str(old), "--mlflow-uri", mlflow_uri]) == 0
+    assert Image.open(old).size == (8 * 34 + 2, 34 + 2)
     assert main(["sample", "--run", "f" * 32, "--out", str(tmp_path / "x.png"), "--mlflow-uri", mlflow_uri]) == 2
     assert not (tmp_path / "x.png").exists()
 
