@@ -35,11 +35,11 @@ def _simulate(design, studies, unequal, effect=0.0, seed=0):
 
 DESIGNS = [   # (label, space, seeds, studies, replicated)
     ("quick: paper-claims 2x2x2 x 1 seed", *_preset("quick"), 100, False),
-    ("stability: paper-claims-paired 4 cells x {} seeds", *_preset("stability"), 1000, True),
+    ("stability: paper-claims-paired 4 cells x {} seeds", *_preset("stability"), 400, True),
     ("stability-factorial: paper-claims 2x2x2 x {} seeds", *_preset("stability-factorial"), 400, True),
     ("architecture one-at-a-time x 1 seed (quick's)", "architecture", _preset("quick")[1], 50, False),
     ("architecture one-at-a-time x 2 seeds", "architecture", 2, 100, False),
-    ("architecture one-at-a-time x {} seeds (stability's)", "architecture", _preset("stability")[1], 300, True),
+    ("architecture one-at-a-time x {} seeds (stability's)", "architecture", _preset("stability")[1], 150, True),
 ]
 
 
