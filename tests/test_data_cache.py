@@ -18,7 +18,7 @@ from torchvision import transforms
 from orchestrator.config import resolve_config
 from trainables.data import DataRequest, build_dataset, render, torchvision_sets
 from trainables.data.cache import cache_file, ensure_cache, open_cache
-from trainables.loop import real_batches
+from trainables.loop import on_device, real_batches
 
 REAL = {"mnist": fake_datasets.write_mnist, "cifar10": fake_datasets.write_cifar10,
         "celeba": fake_datasets.write_celeba, "lsun": fake_datasets.write_lsun,
@@ -66,17 +66,19 @@ def test_scale_matches_the_former_conversions_for_every_byte():
 
 @pytest.mark.parametrize("name,nc", [("synthetic-faces", 3), ("synthetic-bedrooms", 1)])
 def test_synthetic_batches_equal_the_loader_under_ddp_and_resume(name, nc):
-    """real_batches with the cache and without, rank by rank of two, resumed at step 7: the same
-    bits batch by batch, across an epoch boundary."""
+    """real_batches with the cache (sliced on the host, or held on the device) and without, rank by
+    rank of two, resumed at step 7: the same bits batch by batch, across an epoch boundary."""
     cfg = resolve_config("smoke", {"dataset": name, "nc": nc, "dataset_size": 160, "data_seed": 3})
+    assert cfg.data_placement == "auto" and not on_device(cfg, "cpu") and on_device(cfg, "cuda")
     for rank in (0, 1):
         n_cached, cached = real_batches(cfg, rank, 2, 7, torch.device("cpu"))
         n_loaded, loaded = real_batches(dataclasses.replace(cfg, data_cache=False), rank, 2, 7, torch.device("cpu"))
-        assert n_cached == n_loaded == 160
+        n_held, held = real_batches(dataclasses.replace(cfg, data_placement="device"), rank, 2, 7, torch.device("cpu"))
+        assert n_cached == n_loaded == n_held == 160
         for _ in range(12):   # 5 steps per epoch: resumes in epoch 1, runs into epoch 3
-            a, b = next(cached), next(loaded)
-            assert a.shape == (8, nc, 32, 32) and a.is_contiguous()
-            assert torch.equal(bits(a), bits(b))
+            a, b, c = next(cached), next(loaded), next(held)
+            assert a.shape == (8, nc, 32, 32) and a.is_contiguous() and c.is_contiguous()
+            assert torch.equal(bits(a), bits(b)) and torch.equal(bits(a), bits(c))
 
 
 @pytest.mark.parametrize("nc", [1, 3])

@@ -16,6 +16,7 @@ from trainables.errors import bad_value
 
 BN_PLACEMENTS = ("paper", "all", "none", "g_only", "d_only")
 IMAGE_SIZES = (32, 64, 128)
+DATA_PLACEMENTS = ("auto", "device", "host")
 PRECISIONS = ("fp32", "bf16", "fp16")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 
@@ -36,6 +37,9 @@ class Config:
     image_size: int = setting(64, "image side in pixels; the layer count follows", choices=IMAGE_SIZES)
     nc: int = setting(3, "image channels", choices=(1, 3))
     data_cache: bool = setting(True, "batches from a uint8 copy of the data set built once per machine; false: decode each")
+    data_placement: str = setting("auto", "where the cached data set lives while training: device (moved there once per "
+                                          "trial, batches indexed there), host (sliced per step), auto (device on CUDA)",
+                                  choices=DATA_PLACEMENTS)
     # Model (paper section 3).
     nz: int = setting(100, "latent dimension", min=1)
     z_dist: str = setting("normal", "latent prior: normal N(0,1) or uniform U(-1,1) (the paper's code)",

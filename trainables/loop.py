@@ -12,11 +12,12 @@ import warnings
 import torch
 from torch.utils.data import DataLoader
 
-from trainables.accel import configure_backends, memory_named, prepare_nets, unwrap
+from trainables.accel import DeviceMemoryError, configure_backends, memory_named, prepare_nets, unwrap
 from trainables.checkpoints import restore_training_state, training_state
 from trainables.config import config_from_dict
 from trainables.data import DataRequest, build_dataset
 from trainables.data.cache import open_cache
+from trainables.data.device_batches import device_batches
 from trainables.data.sampler import ResumableBatchSampler
 from trainables.metrics.stability import DIVERGED
 from trainables.models import build_models, sample_z
@@ -45,10 +46,22 @@ def real_batches(cfg, rank, world, start_step, device):
     sampler = ResumableBatchSampler(len(source), cfg.batch_size // world, rank, world, seed=cfg.seed,
                                     start_step=start_step)
     if images is not None:
+        if on_device(cfg, device):
+            try:
+                return len(images), device_batches(images.images, sampler, device, images.scale)
+            except torch.OutOfMemoryError:
+                raise DeviceMemoryError(f"data_placement={cfg.data_placement!r}: the data set "
+                                        f"({images.images.nbytes / 1e9:.2f} GB as uint8) does not fit in {device}'s "
+                                        "memory: set data_placement=host") from None
         return len(images), (images.batch(indices, device) for indices in sampler)
     loader = DataLoader(source, batch_sampler=sampler, num_workers=cfg.loader_workers,
                         persistent_workers=cfg.loader_workers > 0)
     return len(source), (real.to(device, non_blocking=True) for real, _labels in loader)
+
+
+def on_device(cfg, device):
+    """Does the cached data set live on the training device (``data_placement``; auto: on CUDA)?"""
+    return cfg.data_placement == "device" or (cfg.data_placement == "auto" and torch.device(device).type == "cuda")
 
 
 def total_steps(cfg, n_items):

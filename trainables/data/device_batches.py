@@ -9,6 +9,7 @@ conversion (``scale``) computes it, so a batch equals the CPU path's bit for bit
 Running ``scale`` itself on CUDA would not promise that: CUDA divides by a scalar as a
 multiplication by its reciprocal, which can differ from the CPU's division in the last bit.
 """
+import numpy as np
 import torch
 
 
@@ -22,9 +23,14 @@ def device_batches(pixels, sampler, device, scale):
 
     ``pixels``: uint8 N x C x H x W (a memory-mapped array is read once); ``sampler``: a
     ``ResumableBatchSampler`` over the N items; ``scale``: the data set's uint8 -> float conversion.
+    The array moves to the device now (an out-of-memory error is raised here, not at the first batch).
     """
-    resident = torch.as_tensor(pixels).to(device)
+    resident = torch.from_numpy(np.array(pixels, copy=True)).to(device)   # read once, off the memory map
     table = pixel_table(scale, device)
+    return _batches(resident, table, sampler, device)
+
+
+def _batches(resident, table, sampler, device):
     for index, skip in sampler.epochs():
         index = index.to(device)
         for row in index[skip:]:
