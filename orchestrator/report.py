@@ -22,7 +22,8 @@ from trainables import store
 from trainables.atomic import write_atomic
 from trainables.errors import UserError
 
-REPORT_FILES = ("report.md", "tables.csv", "tables.tex", "report.html", "report.json", "runs.csv", "forest.png")
+REPORT_FILES = ("report.md", "tables.csv", "tables.tex", "report.html", "report.json", "runs.csv", "forest.png",
+                "fd_curves.png")   # and grids/<cell>.png: the final fixed-noise grid of each cell's first run
 
 
 def add_subparser(subparsers):
@@ -115,27 +116,31 @@ def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_thresho
     md = (f"# dcgan-lab report: {label}\n\n{scale_md}\n\n## Ablation tables\n\n{md_tables}\n\n## Claims\n\n{method}"
           f"\n\n{claims_md}\n\n### Verdicts\n\n{verdicts}\n\n## Horizons\n\n{horizons_md}\n")
     forest = figures.forest_figure(summary_rows)
+    html, fd_curves, grids = _html(uri, label, scale_md, tables, f"{method}\n\n{claims_md}\n\n{verdicts}", horizons_md,
+                                   forest, recs, table_factors)
 
     files = {
         "report.md": md,
         "tables.csv": render.csv_rows(tables),
         "tables.tex": "\n\n".join([render.latex_table(rows, fs, f"{label}: {name}") for name, fs, rows in tables]
                                     + [render.claims_latex(results, f"{label}: claims (method: report.md)")]),
-        "report.html": _html(uri, label, scale_md, tables, f"{method}\n\n{claims_md}\n\n{verdicts}", horizons_md,
-                             forest, recs, table_factors),
+        "report.html": html,
         "report.json": json.dumps(_json(label, data.scale(runs), threshold, tables, results, summary_rows, untested,
                                         horizon_rows), indent=2, default=str),
         "runs.csv": render.runs_csv(recs, factors),
         "forest.png": forest,
+        "fd_curves.png": fd_curves,
+        **{f"grids/{name}.png": png for name, png in grids.items()},
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
         write_atomic(out / name, content)
     if parent is not None:
         c = store.client(uri)
         for name in files:
-            c.log_artifact(parent.info.run_id, str(out / name), "report")
+            c.log_artifact(parent.info.run_id, str(out / name), str(Path("report", name).parent))
     summary = f"{render.markdown_table(tables[0][2], table_factors)}\n\n{verdicts}"
     return {"summary": summary, "tables": tables, "claims": results, "claims_summary": summary_rows,
             "horizons": horizon_rows, "untested": untested, "threshold": threshold, "records": recs,
@@ -161,24 +166,35 @@ def _scale_md(label, scale, threshold, recs):
 def _html(uri, label, scale_md, tables, claims_md, horizons_md, forest, recs, factors):
     cells = [(dict(zip(factors, key)), members) for key, members in group(recs, factors).items()]
     figs = [("final FD per cell, one point per seed", figures.seed_points_figure(cells))]
+    fd_curves = None
     for key, title, ylabel, log in (("fd", "FD against step (mean, band: min-max over seeds)", "FD", True),
                                     ("loss_d", "D loss", "loss_d", False), ("loss_g", "G loss", "loss_g", False),
                                     ("d_real", "D(x)", "D(x)", False), ("d_fake", "D(G(z))", "D(G(z))", False)):
         figs.append((f"{title} per cell", figures.curve_figure(cells, key, title, ylabel, log)))
+        fd_curves = fd_curves or figs[-1][1]
     for f in ("lr", "beta1"):
         if f in factors and any(str(row.levels[f]).startswith("[") for row in tables[0][2]):
             figs.append((f"final FD against {f}, coloured by bn_placement",
                          figures.scatter_figure(recs, f, "bn_placement")))
-    grids = []
-    with tempfile.TemporaryDirectory() as tmp:  # the grids travel inside the HTML
+    grids, files = [], {}
+    with tempfile.TemporaryDirectory() as tmp:  # the grids travel inside the HTML, and as files
         for levels, members in cells:
             path = data.final_grid(uri, members[0]["run_id"], Path(tmp) / members[0]["run_id"])
+            png = Path(path).read_bytes() if path else None
             grids.append((f"{figures.cell_label(levels)} (run {members[0]['run_id'][:8]}, seed {members[0]['seed']})",
-                          Path(path).read_bytes() if path else None))
+                          png))
+            if png:
+                files[_file_name(levels, members[0]["seed"])] = png
     sections = [(f"Table: {name}", render.markdown_table(rows, fs), []) for name, fs, rows in tables]
     sections.append(("Claims", claims_md, [("forest plot: primary effect per claim", forest)]))
     sections.append(("Horizons", horizons_md, []))
-    return render.html_page(f"dcgan-lab report: {label}", scale_md, sections, figs, grids)
+    return render.html_page(f"dcgan-lab report: {label}", scale_md, sections, figs, grids), fd_curves, files
+
+
+def _file_name(levels, seed):
+    """``lr-0.0002_beta1-0.5_bn_placement-paper_seed-0``: a cell's grid file name, one safe component."""
+    name = "_".join(f"{k}-{v}" for k, v in levels.items()) or "all"
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", f"{name}_seed-{seed}").strip("._")
 
 
 def _clean(x):

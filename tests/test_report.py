@@ -335,7 +335,11 @@ def test_every_format_and_the_parent_run(factorial):
     report = __import__("json").loads((out / "report.json").read_text())
     assert {c["claim"] for c in report["claims_summary"]} == {"lr", "beta1", "bn"}
     arts = {f.path for f in MlflowClient(uri).list_artifacts(parent, "report")}
-    assert arts == {f"report/{n}" for n in REPORT_FILES}
+    assert arts == {f"report/{n}" for n in REPORT_FILES} | {"report/grids"}
+    grids = sorted(p.name for p in (out / "grids").iterdir())
+    assert len(grids) == 8 and all(n.endswith(".png") and "_seed-" in n for n in grids), grids
+    assert {f.path for f in MlflowClient(uri).list_artifacts(parent, "report/grids")} == {f"report/grids/{n}" for n in grids}
+    assert (out / "fd_curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_horizons_in_every_format(factorial):
