@@ -1,14 +1,20 @@
-"""``dcgan-lab pilot``: where does FD stop falling? The report's plateau test at a ladder of horizons.
+"""``dcgan-lab pilot``: where does FD stop falling? The plateau at a ladder of horizons.
 
 For each cell of a sweep (the ``pilot`` preset: the paper's cell and lr 1e-3 run long), every run is
-read as it stood at each horizon H (``report_horizons.at_step``) and the report's plateau test
-(``report_model.plateau``: OLS of log FD on step over the last quarter of the first H steps) is run
-on those records. The cell's *plateau step* is the first horizon whose test passes with at least 80 % of the
-tests from it on passing (``plateau_step``); the study's horizon is the latest cell's, plus 25 %,
-rounded up to a thousand steps (``study_horizon``). It
-is what the ``stability`` preset's ``max_steps`` is chosen from. The same test decides the report's
-"contradicted" against "not reproduced at this horizon", so the pilot and the study agree on what a
-plateau is. Writes ``pilot.md``, ``pilot.json`` and ``fd_curves.png`` to ``--out``.
+read as it stood at each horizon H (``report_horizons.at_step``) and the slope of log FD over the
+last quarter of the first H steps is fitted as the report's plateau test fits it
+(``report_model.plateau``: OLS, one intercept per run). Two readings per horizon:
+
+- the report's test: slope not distinguishable from 0 (what the report requires of the paper's
+  cell before "contradicted"); with few points it passes for lack of power, so it cannot locate a
+  plateau on its own;
+- *flat*: equivalence, the slope's 90 % interval inside +-MARGIN per 1,000 steps (two one-sided
+  tests at 5 %), which few or noisy points cannot pass.
+
+A cell's *plateau step* is the first horizon from which it is flat at every later horizon
+(``plateau_step``); the study's horizon is the latest cell's plus 25 %, rounded up to a thousand
+steps (``study_horizon``), or none when a cell has no plateau step. Writes ``pilot.md``,
+``pilot.json`` and ``fd_curves.png`` to ``--out``.
 """
 import json
 import math
@@ -16,7 +22,7 @@ from pathlib import Path
 
 from trainables.errors import UserError
 
-SHARE = 0.8   # of the ladder's tests from the plateau step on that must say "reached"
+MARGIN = 0.2   # log FD per 1,000 steps: about half of log(1.5), the effect the study is powered for
 
 
 def add_subparser(subparsers):
@@ -67,23 +73,37 @@ def plateau_ladder(records, steps):
     return [(h, plateau([at_step(r, h, math.nan) for r in records])) for h in steps]
 
 
-def plateau_step(rows, share=SHARE):
-    """The first horizon H whose test says "reached", with at least ``share`` of the tests from H to
-    the end saying so too; None when there is none (the runs still move, or the test cannot be made).
-    On flat FD each test says "still moving" 5 % of the time, so over a long ladder some will: a
-    chance rejection does not undo a plateau, a run of them does."""
-    flags = [bool(pl["reached"]) for _, pl in rows]
-    for i, (h, _) in enumerate(rows):
-        if flags[i] and sum(flags[i:]) >= share * len(flags[i:]):
-            return h
-    return None
+def flat(pl, margin=MARGIN):
+    """Is FD shown flat at this horizon? Equivalence (two one-sided t tests at ALPHA): the slope's
+    90 % interval lies inside +-``margin`` per 1,000 steps. Unlike the report's test (slope not
+    distinguishable from 0), few or noisy points cannot pass it: their interval is wide."""
+    from scipy import stats
+
+    from orchestrator.report_model import ALPHA
+
+    if not pl["testable"] or pl["df"] < 1:
+        return False
+    if pl["hi"] == pl["lo"]:
+        return abs(pl["slope"]) < margin
+    se = (pl["hi"] - pl["lo"]) / (2 * stats.t.ppf(1 - ALPHA / 2, pl["df"]))
+    half = stats.t.ppf(1 - ALPHA, pl["df"]) * se
+    return bool(-margin < pl["slope"] - half and pl["slope"] + half < margin)
+
+
+def plateau_step(rows, margin=MARGIN):
+    """The first horizon H from which FD is shown flat (``flat``) at H and at every later horizon of
+    the ladder; None when there is none: the runs still move at some later horizon, or their slope
+    is not measured precisely enough to show it flat (one noisy run often cannot be)."""
+    found = None
+    for h, pl in rows:
+        found = (found or h) if flat(pl, margin) else None
+    return found
 
 
 def study_horizon(steps):
     """The study's max_steps from the cells' plateau steps: the latest, with a 25 % margin, rounded
-    up to a thousand steps (None if a cell has none). The margin buys room for a seed slower than the
-    pilot's; the report still tests the plateau on the study's own runs before it can say
-    "contradicted", so a horizon chosen short costs verdicts, never a wrong one."""
+    up to a thousand steps (None if a cell has none). The report tests the paper cell's plateau again
+    on the study's own runs before it calls a claim contradicted."""
     if not steps or any(s is None for s in steps):
         return None
     return int(math.ceil(1.25 * max(steps) / 1000.0) * 1000)
@@ -109,10 +129,11 @@ def write_pilot(records, factors, label, every, out):
         runs = [r for r in members if r.get("status") == "finished"]
         rows = plateau_ladder(runs, steps)
         fd = [r["history"].get(r["fd_key"], []) for r in runs]
-        cells.append({"levels": dict(zip(factors, levels)), "runs": len(runs), "seeds": sorted(r["seed"] for r in runs),
+        seeds = sorted((r["seed"] for r in runs), key=_seed_order)
+        cells.append({"levels": dict(zip(factors, levels)), "runs": len(runs), "seeds": seeds,
                       "plateau_step": plateau_step(rows),
-                      "ladder": [{"horizon": h, **{k: pl[k] for k in ("testable", "reached", "slope", "lo", "hi", "p",
-                                                                      "n_steps", "df")}} for h, pl in rows],
+                      "ladder": [{"horizon": h, "flat": flat(pl), **{k: pl[k] for k in (
+                          "testable", "reached", "slope", "lo", "hi", "p", "n_steps", "df")}} for h, pl in rows],
                       "fd_history": fd})
     md = render(label, every, cells)
     png = figures.curve_figure([(c["levels"], [r for r in records if r["levels"] == c["levels"]]) for c in cells],
@@ -120,40 +141,52 @@ def write_pilot(records, factors, label, every, out):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "pilot.md", md + "\n")
-    write_atomic(out / "pilot.json", json.dumps({"label": label, "every": every, "cells": cells,
-                                                 "study_horizon": study_horizon([c["plateau_step"] for c in cells])}, indent=2,
-                                                default=_clean))
+    doc = {"label": label, "every": every, "margin": MARGIN, "cells": cells,
+           "study_horizon": study_horizon([c["plateau_step"] for c in cells])}
+    write_atomic(out / "pilot.json", json.dumps(_clean(doc), indent=2, allow_nan=False))
     write_atomic(out / "fd_curves.png", png)
     return {"md": md, "cells": cells, "horizon": study_horizon([c["plateau_step"] for c in cells])}
 
 
 def _clean(x):
-    return None if isinstance(x, float) and not math.isfinite(x) else str(x)
+    """JSON-ready: NaN and inf as null, tuples as lists."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, (tuple, list)):
+        return [_clean(v) for v in x]
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    return x
+
+
+def _seed_order(seed):
+    return (0, int(seed), "") if str(seed).isdigit() else (1, 0, str(seed))
 
 
 def render(label, every, cells):
     horizon = study_horizon([c["plateau_step"] for c in cells]) or "none (a cell has no plateau step)"
-    lines = [f"# Pilot: the plateau test at a ladder of horizons ({label})", "",
-             f"Each cell's runs are read as they stood at every horizon H ({every} steps apart); the test is "
-             "the report's: OLS of log FD on step over the last quarter of the first H steps, one intercept per "
-             "run, two-sided t test of slope = 0 at 5 % (slope per 1,000 steps, 95 % interval). A cell's "
-             "plateau step is the first H whose test passes with at least "
-             f"{SHARE:.0%} of the tests from it to the last passing (on flat FD each test fails 5 % of the time). "
-             "The study's horizon: the latest cell's plateau step plus 25 %, rounded up to 1,000 steps "
-             f"(the report tests the plateau again on the study's own runs): **{horizon}**.", ""]
+    lines = [f"# Pilot: the plateau at a ladder of horizons ({label})", "",
+             f"Each cell's runs are read as they stood at every horizon H ({every} steps apart), and the slope of "
+             "log FD on step over the last quarter of the first H steps is fitted by OLS, one intercept per run "
+             "(the report's plateau fit; slope per 1,000 steps, 95 % interval). *Report's test*: the slope is "
+             "not distinguishable from 0 at 5 % (what the report asks of the paper's cell before "
+             "\"contradicted\"; with few points it passes for lack of power). *Flat*: the slope's 90 % interval "
+             f"lies inside +-{MARGIN:g} per 1,000 steps (equivalence, two one-sided tests at 5 %). A cell's plateau "
+             "step is the first H from which it is flat at every later H. The study's horizon: the latest "
+             f"cell's plateau step plus 25 %, rounded up to 1,000 steps: **{horizon}**.", ""]
     for c in cells:
         name = ", ".join(f"{k}={v}" for k, v in c["levels"].items()) or "all runs"
         ps = c["plateau_step"]
         lines += [f"## {name} ({c['runs']} run(s), seeds {', '.join(c['seeds'])})", "",
-                  f"Plateau step: **{ps if ps is not None else 'none: still moving (or not testable) at the last horizon'}**",
-                  "", "| horizon | evaluated steps in window | slope of log FD / 1,000 steps [95 %] | p | plateau |",
-                  "| ---: | ---: | --- | ---: | --- |"]
+                  f"Plateau step: **{ps if ps is not None else 'none: not shown flat from any horizon on'}**",
+                  "", "| horizon | evaluated steps in window | slope of log FD / 1,000 steps [95 %] | p | report's test | flat |",
+                  "| ---: | ---: | --- | ---: | --- | --- |"]
         for row in c["ladder"]:
             if not row["testable"]:
-                lines.append(f"| {row['horizon']} | {row['n_steps']} | | | not testable |")
+                lines.append(f"| {row['horizon']} | {row['n_steps']} | | | not testable | no |")
                 continue
             state = "reached" if row["reached"] else "still moving"
             lines.append(f"| {row['horizon']} | {row['n_steps']} | {row['slope']:+.3f} [{row['lo']:+.3f}, "
-                         f"{row['hi']:+.3f}] | {row['p']:.3g} | {state} |")
+                         f"{row['hi']:+.3f}] | {row['p']:.3g} | {state} | {'yes' if row['flat'] else 'no'} |")
         lines.append("")
     return "\n".join(lines).rstrip()

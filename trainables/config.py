@@ -38,7 +38,8 @@ class Config:
     nc: int = setting(3, "image channels", choices=(1, 3))
     data_cache: bool = setting(True, "batches from a uint8 copy of the data set built once per machine; false: decode each")
     data_placement: str = setting("auto", "where the cached data set lives while training: device (moved there once per "
-                                          "trial, batches indexed there), host (sliced per step), auto (device on CUDA)",
+                                          "trial, batches indexed there), host (sliced per step), auto (device on CUDA); "
+                                          "with data_cache=false batches always come from the loader",
                                   choices=DATA_PLACEMENTS)
     # Model (paper section 3).
     nz: int = setting(100, "latent dimension", min=1)

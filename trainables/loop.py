@@ -49,7 +49,7 @@ def real_batches(cfg, rank, world, start_step, device):
         if on_device(cfg, device):
             try:
                 return len(images), device_batches(images.images, sampler, device, images.scale)
-            except torch.OutOfMemoryError:
+            except (torch.OutOfMemoryError, MemoryError):
                 raise DeviceMemoryError(f"data_placement={cfg.data_placement!r}: the data set "
                                         f"({images.images.nbytes / 1e9:.2f} GB as uint8) does not fit in {device}'s "
                                         "memory: set data_placement=host") from None

@@ -12,6 +12,8 @@ multiplication by its reciprocal, which can differ from the CPU's division in th
 import numpy as np
 import torch
 
+CHUNK = 4096   # images copied to the device at once: the host holds one chunk, not the data set
+
 
 def pixel_table(scale, device):
     """(256,) float32: ``scale`` (uint8 -> float, elementwise) of every uint8 value, computed on the CPU."""
@@ -25,7 +27,9 @@ def device_batches(pixels, sampler, device, scale):
     ``ResumableBatchSampler`` over the N items; ``scale``: the data set's uint8 -> float conversion.
     The array moves to the device now (an out-of-memory error is raised here, not at the first batch).
     """
-    resident = torch.from_numpy(np.array(pixels, copy=True)).to(device)   # read once, off the memory map
+    resident = torch.empty(tuple(pixels.shape), dtype=torch.uint8, device=device)
+    for i in range(0, len(pixels), CHUNK):   # read once, off the memory map, a chunk at a time
+        resident[i:i + CHUNK] = torch.from_numpy(np.array(pixels[i:i + CHUNK]))
     table = pixel_table(scale, device)
     return _batches(resident, table, sampler, device)
 
