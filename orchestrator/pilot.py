@@ -119,6 +119,7 @@ def cells_of(records, factors):
 def write_pilot(records, factors, label, every, out):
     """Per cell: the ladder, the plateau step, the FD at the last horizon; written to ``out``."""
     from orchestrator import report_figures as figures
+    from orchestrator.report import json_ready
     from trainables.atomic import write_atomic
 
     steps = ladder(records, every)
@@ -143,20 +144,9 @@ def write_pilot(records, factors, label, every, out):
     write_atomic(out / "pilot.md", md + "\n")
     doc = {"label": label, "every": every, "margin": MARGIN, "cells": cells,
            "study_horizon": study_horizon([c["plateau_step"] for c in cells])}
-    write_atomic(out / "pilot.json", json.dumps(_clean(doc), indent=2, allow_nan=False))
+    write_atomic(out / "pilot.json", json.dumps(json_ready(doc), indent=2, allow_nan=False))
     write_atomic(out / "fd_curves.png", png)
     return {"md": md, "cells": cells, "horizon": study_horizon([c["plateau_step"] for c in cells])}
-
-
-def _clean(x):
-    """JSON-ready: NaN and inf as null, tuples as lists."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, (tuple, list)):
-        return [_clean(v) for v in x]
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    return x
 
 
 def _seed_order(seed):

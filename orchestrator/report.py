@@ -197,14 +197,14 @@ def _file_name(levels, seed):
     return re.sub(r"[^A-Za-z0-9.-]+", "_", f"{name}_seed-{seed}").strip("._")
 
 
-def _clean(x):
+def json_ready(x):
     """JSON-ready: NaN and inf as null, tuples as lists, claims by key."""
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, (tuple, list)):
-        return [_clean(v) for v in x]
+        return [json_ready(v) for v in x]
     if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
+        return {k: json_ready(v) for k, v in x.items()}
     if hasattr(x, "key") and hasattr(x, "factor"):
         return {"key": x.key, "factor": x.factor, "paper": x.paper, "alt": x.alt, "primary": x.primary,
                 "expect": dict(x.expect), "quote": x.quote, "section": x.section}
@@ -212,7 +212,7 @@ def _clean(x):
 
 
 def _json(label, scale, threshold, tables, results, summary_rows, untested, horizon_rows):
-    return _clean({
+    return json_ready({
         "label": label, "scale": scale, "fd_threshold": threshold,
         "tables": [{"name": n, "factors": fs, "rows": [{"levels": r.levels, "paper": r.paper, "best": sorted(r.best),
                                                          **r.stats} for r in rows]} for n, fs, rows in tables],
