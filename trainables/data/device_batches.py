@@ -23,13 +23,14 @@ def pixel_table(scale, device):
 def device_batches(pixels, sampler, device, scale):
     """Float batches in [-1, 1] on ``device``, one per step from the sampler's ``start_step`` on, forever.
 
-    ``pixels``: uint8 N x C x H x W (a memory-mapped array is read once); ``sampler``: a
+    ``pixels``: uint8 N x C x H x W, a numpy array (a memory map is read once) or a tensor; ``sampler``: a
     ``ResumableBatchSampler`` over the N items; ``scale``: the data set's uint8 -> float conversion.
     The array moves to the device now (an out-of-memory error is raised here, not at the first batch).
     """
     resident = torch.empty(tuple(pixels.shape), dtype=torch.uint8, device=device)
     for i in range(0, len(pixels), CHUNK):   # read once, off the memory map, a chunk at a time
-        resident[i:i + CHUNK] = torch.from_numpy(np.array(pixels[i:i + CHUNK]))
+        chunk = pixels[i:i + CHUNK]
+        resident[i:i + CHUNK] = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.array(chunk))
     table = pixel_table(scale, device)
     return _batches(resident, table, sampler, device)
 
