@@ -25,6 +25,15 @@ def free_port():
 def local_server(backend_uri, artifact_root, log_path, timeout_s=300):
     """Serve ``backend_uri`` on 127.0.0.1; yields the server's http URI. A loaded machine can take
     minutes to start it; a server that exits fails at once."""
+    with starting_server(backend_uri, artifact_root, log_path, timeout_s) as wait:
+        yield wait()
+
+
+@contextmanager
+def starting_server(backend_uri, artifact_root, log_path, timeout_s=300):
+    """Start serving ``backend_uri`` and yield at once a function that waits until the server
+    answers and returns its http URI: the caller does other work while the server imports
+    (about 10 s of MLflow imports on this machine). The server stops when the block ends."""
     port = free_port()
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
            "--default-artifact-root", artifact_root, "--host", "127.0.0.1", "--port", str(port),
@@ -36,9 +45,13 @@ def local_server(backend_uri, artifact_root, log_path, timeout_s=300):
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
     uri = f"http://127.0.0.1:{port}"
-    try:
+
+    def wait():
         wait_healthy(uri, proc, timeout_s, log_path)
-        yield uri
+        return uri
+
+    try:
+        yield wait
     finally:
         proc.terminate()
         try:

@@ -21,10 +21,12 @@ class RayRun:
     ray_init_s: float   # seconds Ray took to start or join (0 when this process had joined already)
 
 
-def prepare_ray_run(cfg, dashboard=True, check_cluster=None, clock=None):
+def prepare_ray_run(cfg, dashboard=True, check_cluster=None, clock=None, after_checks=None):
     """Check ``cfg`` against the stores, the data and the cluster, and start Ray. ``check_cluster(cfg)``
     is the caller's own test of the running cluster (the sweep's trial plan), made before
-    storage_path is written; ``clock`` (a PhaseClock over PREAMBLE_PHASES) times each phase."""
+    storage_path is written; ``after_checks(uri)`` runs once the input checks have passed (the
+    sweep starts its MLflow server there, to import while the rest is prepared); ``clock`` (a
+    PhaseClock over PREAMBLE_PHASES) times each phase."""
     from trainables.run_eval import prepare_evaluation
 
     lap = clock.lap if clock is not None else lambda phase: None
@@ -34,6 +36,8 @@ def prepare_ray_run(cfg, dashboard=True, check_cluster=None, clock=None):
     tracking.check_reachable(uri)
     check_data(cfg)
     lap("checks")
+    if after_checks is not None:
+        after_checks(uri)
     # Done once here, for every worker.
     prepare_data_cache(cfg)
     lap("data_cache")

@@ -7,9 +7,12 @@ from orchestrator.ray_run import PREAMBLE_PHASES, prepare_ray_run, run_tags
 from orchestrator.report import print_sweep_report
 from orchestrator.sweep import plan_trials, read_sweep_file, sweep_dir, tune_storage, write_sweep_file
 from trainables import store
+from trainables.errors import UserError
 from trainables.trial import DESIGN_POINT, trial_driver
 
 # Where the driver's seconds go before Tune starts, in order; logged as perf_driver_<phase>_s tags.
+# The MLflow server starts after the checks and imports while the rest is prepared: its phase is
+# the wait for it after Ray has started.
 DRIVER_PHASES = (*PREAMBLE_PHASES, "mlflow_server", "parent_run")
 
 
@@ -21,13 +24,15 @@ def run_sweep(preset, base, space, settings, points, resume=False):
     clock = PhaseClock(DRIVER_PHASES)
     d = sweep_dir(preset, space.name, settings.search, resume)
     in_trial = trains_in_trial(base, space)
-    # Every check, the data cache, one feature space pinned for every trial, Ray; a trial plan
-    # that cannot run is refused before the parent run exists.
-    run = prepare_ray_run(base, dashboard=not in_trial, clock=clock,
-                          check_cluster=lambda cfg: plan_trials(cfg, space, in_trial, ray.nodes()))
-    base = run.cfg
-
-    with tracking_for_sweep(run.uri, d) as uri:
+    with contextlib.ExitStack() as stack:
+        server = []
+        # Every check, the data cache, one feature space pinned for every trial, Ray; a trial plan
+        # that cannot run is refused before the parent run exists.
+        run = prepare_ray_run(base, dashboard=not in_trial, clock=clock,
+                              check_cluster=lambda cfg: plan_trials(cfg, space, in_trial, ray.nodes()),
+                              after_checks=lambda uri: server.append(stack.enter_context(tracking_for_sweep(uri, d))))
+        base = run.cfg
+        uri = server[0].wait()
         clock.lap("mlflow_server")
         if resume:
             parent = read_sweep_file(d)["parent_run_id"]
@@ -53,18 +58,53 @@ def run_sweep(preset, base, space, settings, points, resume=False):
     return summary if report is None else f"parent run {parent}; open the MLflow UI with: dcgan-lab ui"
 
 
+class SweepTracking:
+    """The tracking URI of a sweep's trials; a local SQLite store is served by a server of the
+    sweep's own (concurrent trials, one writer). ``wait()`` returns the URI once it answers: from
+    then on the sweep writes to it, and what was created for it is kept."""
+
+    def __init__(self, store_uri, d):
+        self.store_uri, self.d = store_uri, Path(d)
+        self.served = None
+        self.kept = self.server_failed = False
+
+    def wait(self):
+        try:
+            uri = self.store_uri if self.served is None else self.served()
+        except UserError:  # the server's log is what the error line names
+            self.server_failed = True
+            raise
+        self.kept = True
+        return uri
+
+
 @contextlib.contextmanager
 def tracking_for_sweep(store_uri, d):
-    """A SQLite store is served by a local server for the sweep: concurrent trials, one writer."""
-    from orchestrator.mlflow_server import local_server
+    """Start serving a SQLite store; yields a SweepTracking. If the block fails before ``wait()``
+    has returned, what it created goes again (a sweep refused after its input checks leaves
+    nothing behind), but for the log of a server that did not start."""
+    from orchestrator.mlflow_server import starting_server
 
+    tracking = SweepTracking(store_uri, d)
     if not store_uri.startswith("sqlite:///"):
-        yield store_uri
+        yield tracking
         return
+    db, log = Path(store_uri[len("sqlite:///"):]), tracking.d / "mlflow-server.log"
+    created = [path for path in (db, Path(f"{db}.lock"), log) if not path.exists()]
+    new_dirs = [folder for folder in (tracking.d, tracking.d.parent) if not folder.exists()]
     store.open_store(store_uri)  # created here under the store's lock, not by the server
-    artifacts = store.artifact_root(store_uri)
-    with local_server(store_uri, artifacts, Path(d) / "mlflow-server.log") as uri:
-        yield uri
+    try:
+        with starting_server(store_uri, store.artifact_root(store_uri), log) as tracking.served:
+            yield tracking
+    except BaseException:
+        if not tracking.kept:
+            for path in created:
+                if not (path == log and tracking.server_failed):
+                    path.unlink(missing_ok=True)
+            for folder in new_dirs if not tracking.server_failed else ():
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        raise
 
 
 def run_tuner(d, base, space, settings, points, parent, uri, resume):

@@ -5,7 +5,8 @@
    one test at a time. Slow tests spend most of their time waiting on Ray start-ups, trial
    start-ups and the clock (the tier used 42 % of one core's CPU time over its wall time, run
    alone), so two lanes overlap the waits. Lane A is the files named below; lane B is every
-   other test file, so a new file always runs. Each lane's output is printed whole when both end.
+   other test file, so a new file always runs. Each lane's output is printed whole when both end,
+   then every phase's FAILED and ERROR lines once more.
 
 Exit status: 0 when every phase passed, else 1 (pytest's own code is printed per lane).
 """
@@ -37,7 +38,14 @@ def lanes():
 
 def main():
     started = time.monotonic()
-    fast = subprocess.run(_pytest("-n", "2", "-m", "not slow", "tests"), cwd=ROOT).returncode
+    fast_log = ROOT / ".pytest-fast.log"
+    with open(fast_log, "w") as log:   # printed as it runs and kept for the summary at the end
+        proc = subprocess.Popen(_pytest("-n", "2", "-m", "not slow", "tests"), cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            log.write(line)
+        fast = proc.wait()
     print(f"\n[make test] fast tier: pytest exit {fast}, {time.monotonic() - started:.0f} s", flush=True)
 
     slow_start = time.monotonic()
@@ -58,6 +66,11 @@ def main():
     print(f"\n[make test] slow tier: {time.monotonic() - slow_start:.0f} s; whole suite: "
           f"{time.monotonic() - started:.0f} s; fast tier exit {fast}, lane A exit {codes['A']}, "
           f"lane B exit {codes['B']}", flush=True)
+    # Every phase's failures once more, last: a CI log cut to its tail still names them all.
+    failed = [line for log in (fast_log, *(ROOT / f".pytest-lane-{n}.log" for n in "AB"))
+              for line in log.read_text().splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    for line in failed:
+        print(f"[make test] {line[:300]}", flush=True)
     # pytest exits 5 when a lane selects no test: not a failure of the suite.
     return 0 if fast == 0 and all(c in (0, 5) for c in codes.values()) else 1
 

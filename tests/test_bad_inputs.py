@@ -102,6 +102,8 @@ CASES = [
       "ran with storage_path='"), _finished_sweep, {}),
     ("sweep-num-samples-not-int", ["sweep", "--preset", "smoke", "--num-samples", "many"], "--num-samples", None,
      {}),
+    ("sweep-trial-fits-no-node", ["sweep", "--preset", "smoke", "--set", "cpus_per_worker=64"],
+     "cpus_per_worker=64", None, NO_RAY),   # refused after Ray and the MLflow server have started
     ("sweep-zero-lr", ["sweep", "--preset", "smoke", "--set", "lr=0"], "lr=0", None, {}),
     # evaluate, sample, ui
     ("evaluate-unknown-run", ["evaluate", "--run", UNKNOWN_RUN], UNKNOWN_RUN, _store, {}),

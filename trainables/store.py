@@ -126,12 +126,26 @@ def open_store(uri):
     # A folder we cannot write holds no store we could create, and no lock file can go there.
     if not _schema_is_current(db) and os.access(db.parent, os.W_OK):
         try:
-            with FileLock(f"{db}.lock", timeout=STORE_LOCK_TIMEOUT_S):
+            with FileLock(f"{db}.lock", timeout=STORE_LOCK_TIMEOUT_S), _quiet("mlflow.store.db.utils"):
                 retry_when_locked(uri, lambda: MlflowClient(uri))  # builds the store: tables, migrations
         except Timeout:
             raise UserError(f"mlflow_uri={uri!r} cannot be opened: another process held {db}.lock for "
                             f"{STORE_LOCK_TIMEOUT_S} s while creating the store") from None
     _OPENED.add(uri)
+
+
+@contextlib.contextmanager
+def _quiet(logger_name):
+    """No INFO lines from ``logger_name`` in this block (MLflow announces each table it creates)."""
+    import logging
+
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _schema_is_current(db):
