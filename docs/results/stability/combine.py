@@ -1,0 +1,83 @@
+"""The study's primary metric over blocks of seeds that live in different MLflow stores, from their
+reports' runs.csv files: for each claim, the paired contrast of log final FD (alternative cell minus
+the paper's cell, within a seed), its mean over seeds as a ratio of geometric means, the 95 % t
+interval and the paired t test's p (scipy). The seed is the unit of replication; a seed counts once
+(a seed present in two files is an error: re-runs of a seed are compared with ``--replicate``).
+
+This is the primary metric only, not the report's verdict: the report also needs the FD histories
+(its plateau test and the Holm-corrected secondaries), which runs.csv does not carry.
+
+Usage: python combine.py runs.csv [runs.csv ...]
+       python combine.py --replicate a/runs.csv b/runs.csv   (the same seeds run twice: per-run log ratio)
+"""
+import math
+import sys
+
+import pandas as pd
+from scipy import stats
+
+PAPER = {"lr": 0.0002, "beta1": 0.5, "bn_placement": "paper"}
+CLAIMS = {"lr": ("lr", 0.001), "beta1": ("beta1", 0.9), "bn": ("bn_placement", "all")}
+
+
+def _load(path):
+    runs = pd.read_csv(path)
+    runs = runs[(runs["status"] == "finished") & runs["fd_final"].notna()].copy()
+    runs["log_fd"] = runs["fd_final"].map(math.log)
+    runs["source"] = path
+    return runs
+
+
+def _cell(runs, **levels):
+    mask = pd.Series(True, index=runs.index)
+    for key, value in {**PAPER, **levels}.items():
+        mask &= runs[key].astype(str) == str(value)
+    return runs[mask].set_index("seed")["log_fd"]
+
+
+def combined(paths):
+    runs = pd.concat([_load(p) for p in paths])
+    twice = runs.groupby(["seed", "lr", "beta1", "bn_placement"]).size()
+    if (twice > 1).any():
+        raise SystemExit(f"combine.py: seeds {sorted({s for s, *_ in twice[twice > 1].index})} appear in "
+                         "more than one file; a seed is one unit (compare re-runs with --replicate)")
+    paper = _cell(runs)
+    rows = []
+    for claim, (key, alt) in CLAIMS.items():
+        diff = (_cell(runs, **{key: alt}) - paper).dropna()   # seeds with both cells finished
+        n = len(diff)
+        mean, sd = float(diff.mean()), float(diff.std(ddof=1))
+        lo, hi = stats.t.interval(0.95, n - 1, loc=mean, scale=sd / math.sqrt(n))
+        p = float(stats.ttest_1samp(diff, 0.0).pvalue)
+        rows.append({"claim": claim, "seeds": n, "ratio": math.exp(mean), "lo": math.exp(lo), "hi": math.exp(hi),
+                     "p": p, "sd_diff": sd, "seed_list": ",".join(str(s) for s in sorted(diff.index))})
+    return rows
+
+
+def replicate(path_a, path_b):
+    a, b = _load(path_a), _load(path_b)
+    keys = ["seed", "lr", "beta1", "bn_placement"]
+    both = a[keys + ["fd_final", "log_fd"]].merge(b[keys + ["fd_final", "log_fd"]], on=keys, suffixes=("_a", "_b"))
+    both["log_ratio"] = both["log_fd_b"] - both["log_fd_a"]
+    return both
+
+
+def main(argv):
+    if argv[:1] == ["--replicate"] and len(argv) == 3:
+        both = replicate(argv[1], argv[2])
+        for r in both.itertuples():
+            print(f"seed {r.seed} lr {r.lr} beta1 {r.beta1} bn {r.bn_placement}: final FD {r.fd_final_a:.1f} -> "
+                  f"{r.fd_final_b:.1f} (log ratio {r.log_ratio:+.3f})")
+        print(f"{len(both)} runs run twice: SD of the log ratio {both['log_ratio'].std(ddof=1):.3f}")
+        return 0
+    if not argv:
+        raise SystemExit(__doc__)
+    for r in combined(argv):
+        print(f"{r['claim']}: final FD alt/paper x{r['ratio']:.3f} [95 % t: {r['lo']:.3f}, {r['hi']:.3f}], "
+              f"paired t p = {r['p']:.4f}, {r['seeds']} seeds ({r['seed_list']}), SD of the log contrast "
+              f"{r['sd_diff']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
