@@ -43,14 +43,22 @@ def _mean_band(histories):
     return common, np.nanmean(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)
 
 
+def curve_histories(members, key):
+    """The histories of ``key`` ("fd": each run's FD key) that a cell's curve is drawn from. A failed
+    run (an error, or a sweep interrupted while it ran) is left out while the cell has another: its
+    short history would cut the cell's curve to the steps it reached. A diverged run stays in."""
+    kept = [r for r in members if r.get("status") != "failed"] or members
+    hists = [r["history"].get(key if key != "fd" else r["fd_key"]) or [] for r in kept]
+    return [h for h in hists if h]
+
+
 def curve_figure(cells, key, title, ylabel, log=False):
     """One line per cell: the mean over its runs, with a min-max band over seeds."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     drawn = 0
     for levels, members in cells:
-        hists = [r["history"].get(key if key != "fd" else r["fd_key"]) or [] for r in members]
-        hists = [h for h in hists if h]
+        hists = curve_histories(members, key)
         steps, mean, lo, hi = _mean_band(hists)
         if not steps:
             continue

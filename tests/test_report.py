@@ -442,3 +442,19 @@ def test_report_cli_and_bad_input(factorial, tmp_path):
     MlflowClient(uri).create_experiment("empty")
     r = run_cli("report", "--experiment", "empty", env=env)
     assert r.returncode == 2 and "no runs match" in r.stderr, r.stderr
+
+
+def test_a_failed_run_does_not_cut_its_cells_curve():
+    """A sweep interrupted mid-trial leaves a failed run with one FD point beside finished runs: the
+    cell's curve is drawn from the others (it was cut to that one step). Diverged runs stay in."""
+    from orchestrator.report_figures import _mean_band, curve_histories
+
+    def run(status, steps):
+        return {"status": status, "fd_key": "fd_faces", "history": {"fd_faces": [(s, 100.0 - s / 100) for s in steps]}}
+
+    full = range(200, 4001, 200)
+    cell = [run("finished", full), run("finished", full), run("failed", [200])]
+    steps, *_ = _mean_band(curve_histories(cell, "fd"))
+    assert steps == list(full)
+    assert len(curve_histories([run("finished", full), run("diverged", [200, 400])], "fd")) == 2
+    assert len(curve_histories([run("failed", [200])], "fd")) == 1   # a cell of failed runs only still has a curve
