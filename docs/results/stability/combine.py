@@ -16,15 +16,17 @@ import sys
 import pandas as pd
 from scipy import stats
 
-PAPER = {"lr": 0.0002, "beta1": 0.5, "bn_placement": "paper"}
-CLAIMS = {"lr": ("lr", 0.001), "beta1": ("beta1", 0.9), "bn": ("bn_placement", "all")}
+from search_spaces.loader import load_space, paper_defaults
+
+SPACE = load_space("paper-claims-paired")      # the stability preset's space
+PAPER = paper_defaults(SPACE)                  # the paper's levels: the config's defaults
+CLAIMS = {key: next(v for v in p.values if v != PAPER[key]) for key, p in SPACE.params.items()}
 
 
 def _load(path):
     runs = pd.read_csv(path)
     runs = runs[(runs["status"] == "finished") & runs["fd_final"].notna()].copy()
     runs["log_fd"] = runs["fd_final"].map(math.log)
-    runs["source"] = path
     return runs
 
 
@@ -39,12 +41,13 @@ def combined(paths):
     runs = pd.concat([_load(p) for p in paths])
     twice = runs.groupby(["seed", "lr", "beta1", "bn_placement"]).size()
     if (twice > 1).any():
-        raise SystemExit(f"combine.py: seeds {sorted({s for s, *_ in twice[twice > 1].index})} appear in "
-                         "more than one file; a seed is one unit (compare re-runs with --replicate)")
+        print(f"combine.py: seeds {sorted({s for s, *_ in twice[twice > 1].index})} appear in more than one "
+              "file; a seed is one unit (compare re-runs with --replicate)", file=sys.stderr)
+        sys.exit(2)
     paper = _cell(runs)
     rows = []
-    for claim, (key, alt) in CLAIMS.items():
-        diff = (_cell(runs, **{key: alt}) - paper).dropna()   # seeds with both cells finished
+    for claim, alt in CLAIMS.items():
+        diff = (_cell(runs, **{claim: alt}) - paper).dropna()   # seeds with both cells finished
         n = len(diff)
         mean, sd = float(diff.mean()), float(diff.std(ddof=1))
         lo, hi = stats.t.interval(0.95, n - 1, loc=mean, scale=sd / math.sqrt(n))
