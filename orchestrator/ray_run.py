@@ -73,15 +73,55 @@ def init_ray(dashboard=True):
         if address:
             ray.init(address=address, log_to_driver=True)
         else:
-            # "local": always a new Ray of our own; a plain ray.init() would join any cluster that
-            # someone started with `ray start` on this machine (RAY_ADDRESS=auto asks for that).
-            ray.init(address="local", log_to_driver=True, include_dashboard=dashboard)
+            start_local_ray(dashboard)
     except Exception as err:  # noqa: BLE001 - Ray raises bare Exception when a local node times out
         first = first_line(err)
         if address:
             raise UserError(f"RAY_ADDRESS={address!r} cannot be reached: {first}") from None
         raise UserError(f"a local Ray could not start: {first}") from None
     return time.perf_counter() - t
+
+
+# Ray gives a new node 30 s (a constant in ray/_private/node.py) to register with its GCS; on a
+# machine loaded to its cores that can pass, and the error names this phrase.
+NODE_TIMEOUT = "timed out during startup"
+
+
+def start_local_ray(dashboard, attempts=3):
+    """A local Ray of our own ("local": a plain ray.init() would join any cluster that someone
+    started with `ray start` on this machine; RAY_ADDRESS=auto asks for that). A start that times
+    out is tried again, up to ``attempts`` in all, after the processes it left are stopped (Ray
+    does not stop them: the node's constructor raised before ray.init could own them)."""
+    import sys
+
+    import psutil
+    import ray
+
+    for attempt in range(1, attempts + 1):
+        before = {p.pid for p in psutil.Process().children(recursive=True)}
+        try:
+            ray.init(address="local", log_to_driver=True, include_dashboard=dashboard)
+            return
+        except Exception as err:  # noqa: BLE001 - Ray raises bare Exception when a local node times out
+            if NODE_TIMEOUT not in str(err) or attempt == attempts:
+                raise
+            stop_new_processes(before)
+            ray.shutdown()
+            print(f"[dcgan-lab] a local Ray start timed out (Ray allows its node 30 s): trying again, "
+                  f"{attempt + 1} of {attempts}", file=sys.stderr, flush=True)
+
+
+def stop_new_processes(before, timeout_s=10):
+    """SIGKILL this process's descendants that are not in ``before`` (pids), and wait for them."""
+    import psutil
+
+    new = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    for p in new:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(new, timeout=timeout_s)
 
 
 def check_ray_address(address, timeout_s=5):
