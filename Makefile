@@ -21,10 +21,12 @@ sweep: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python tests/lanes.py
 
-# The fast tier on two processes: it starts no Ray and no server, so its tests cannot collide.
+# The fast tier on two processes, a test file to each in turn (--dist loadfile: a module's fixtures,
+# such as the bad-input cases and the trained evaluators, are built once, not once per worker); it
+# starts no Ray and no server, so its tests cannot collide.
 check: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 2 -m "not slow" tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow" tests
 
 bench: $(STAMP)
 	$(BIN)/dcgan-lab bench

@@ -73,7 +73,7 @@ def init_ray(dashboard=True):
         if address:
             ray.init(address=address, log_to_driver=True)
         else:
-            start_local_ray(dashboard)
+            start_local_ray(log_to_driver=True, include_dashboard=dashboard)
     except Exception as err:  # noqa: BLE001 - Ray raises bare Exception when a local node times out
         first = first_line(err)
         if address:
@@ -87,7 +87,7 @@ def init_ray(dashboard=True):
 NODE_TIMEOUT = "timed out during startup"
 
 
-def start_local_ray(dashboard, attempts=3):
+def start_local_ray(attempts=3, **init_kwargs):
     """A local Ray of our own ("local": a plain ray.init() would join any cluster that someone
     started with `ray start` on this machine; RAY_ADDRESS=auto asks for that). A start that times
     out is tried again, up to ``attempts`` in all, after the processes it left are stopped (Ray
@@ -100,7 +100,7 @@ def start_local_ray(dashboard, attempts=3):
     for attempt in range(1, attempts + 1):
         before = {p.pid for p in psutil.Process().children(recursive=True)}
         try:
-            ray.init(address="local", log_to_driver=True, include_dashboard=dashboard)
+            ray.init(address="local", **init_kwargs)
             return
         except Exception as err:  # noqa: BLE001 - Ray raises bare Exception when a local node times out
             if NODE_TIMEOUT not in str(err) or attempt == attempts:

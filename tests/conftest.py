@@ -17,7 +17,9 @@ def ray_local():
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     if not ray.is_initialized():
         # "local": a Ray of our own, never one that another `ray start` left on this machine.
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        from orchestrator.ray_run import start_local_ray
+
+        start_local_ray(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -1,6 +1,7 @@
 """``make test``: the whole suite in two phases, each using both cores of a 2-core machine.
 
-1. The fast tier (``-m "not slow"``: no Ray, no server, no browser) on two pytest-xdist workers.
+1. The fast tier (``-m "not slow"``: no Ray, no server, no browser) on two pytest-xdist workers,
+   a file to each (``--dist loadfile``: module fixtures built once, not once per worker).
 2. The slow tier in two lanes, two plain pytest processes side by side, each running its files
    one test at a time. Slow tests spend most of their time waiting on Ray start-ups, trial
    start-ups and the clock (the tier used 42 % of one core's CPU time over its wall time, run
@@ -40,7 +41,7 @@ def main():
     started = time.monotonic()
     fast_log = ROOT / ".pytest-fast.log"
     with open(fast_log, "w") as log:   # printed as it runs and kept for the summary at the end
-        proc = subprocess.Popen(_pytest("-n", "2", "-m", "not slow", "tests"), cwd=ROOT,
+        proc = subprocess.Popen(_pytest("-n", "2", "--dist", "loadfile", "-m", "not slow", "tests"), cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             sys.stdout.write(line)
