@@ -8,6 +8,7 @@ from pathlib import Path
 from orchestrator import tracking
 from trainables.config import Config
 from trainables.errors import UserError, first_line
+from trainables.ray_fixes import SETUP_HOOK
 
 # The preamble's phases, in order (the sweep logs each one's seconds as perf_driver_<phase>_s).
 PREAMBLE_PHASES = ("checks", "data_cache", "evaluation", "ray_init")
@@ -71,9 +72,9 @@ def init_ray(dashboard=True):
     t = time.perf_counter()
     try:
         if address:
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, log_to_driver=True, runtime_env=RUNTIME_ENV)
         else:
-            start_local_ray(log_to_driver=True, include_dashboard=dashboard)
+            start_local_ray(log_to_driver=True, include_dashboard=dashboard, runtime_env=RUNTIME_ENV)
     except Exception as err:  # noqa: BLE001 - Ray raises bare Exception when a local node times out
         first = first_line(err)
         if address:
@@ -81,6 +82,10 @@ def init_ray(dashboard=True):
         raise UserError(f"a local Ray could not start: {first}") from None
     return time.perf_counter() - t
 
+
+# Every worker process of our jobs runs this first (trainables/ray_fixes.py: Train runs end when
+# their last step does, not 12 s later).
+RUNTIME_ENV = {"worker_process_setup_hook": SETUP_HOOK}
 
 # Ray gives a new node 30 s (a constant in ray/_private/node.py) to register with its GCS; on a
 # machine loaded to its cores that can pass, and the error names this phrase.
