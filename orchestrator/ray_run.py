@@ -74,7 +74,7 @@ def init_ray(dashboard=True):
         if address:
             ray.init(address=address, log_to_driver=True, runtime_env=RUNTIME_ENV)
         else:
-            start_local_ray(log_to_driver=True, include_dashboard=dashboard, runtime_env=RUNTIME_ENV)
+            start_local_ray(log_to_driver=True, include_dashboard=dashboard)
     except Exception as err:  # noqa: BLE001 - Ray raises bare Exception when a local node times out
         first = first_line(err)
         if address:
@@ -102,6 +102,7 @@ def start_local_ray(attempts=3, **init_kwargs):
     import psutil
     import ray
 
+    init_kwargs.setdefault("runtime_env", RUNTIME_ENV)
     for attempt in range(1, attempts + 1):
         before = {p.pid for p in psutil.Process().children(recursive=True)}
         try:

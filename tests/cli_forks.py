@@ -34,7 +34,9 @@ def _child(req):
         os.environ.update(req["env"])
         for fd, path, mode in ((0, os.devnull, os.O_RDONLY), (1, req["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
                                (2, req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
-            os.dup2(os.open(path, mode, 0o644), fd)
+            opened = os.open(path, mode, 0o644)
+            os.dup2(opened, fd)
+            os.close(opened)
         sys.argv = [str(ROOT / "orchestrator" / "cli.py"), *req["argv"]]
         sys.modules.pop("orchestrator.cli", None)   # run as __main__ only, as `python -m` runs it
         try:

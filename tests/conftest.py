@@ -17,9 +17,9 @@ def ray_local():
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     if not ray.is_initialized():
         # "local": a Ray of our own, never one that another `ray start` left on this machine.
-        from orchestrator.ray_run import RUNTIME_ENV, start_local_ray
+        from orchestrator.ray_run import start_local_ray
 
-        start_local_ray(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=RUNTIME_ENV)
+        start_local_ray(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
