@@ -3,7 +3,8 @@ after removing cell and seed effects (OLS of log fd_final on cell + seed: the pa
 residual), its 95 % interval (chi-square on the residual degrees of freedom) and the seed SD
 (the variance of the seeds' means over cells less its residual share, method of moments;
 balanced designs). Finished, non-diverged runs only; the
-runs are the unit. Usage: python spread.py runs.csv
+runs are the unit. Several runs.csv files (blocks of different seeds) are read as one design; a seed
+in two files is an error. Usage: python spread.py runs.csv [runs.csv ...]
 """
 import math
 import sys
@@ -13,8 +14,16 @@ import statsmodels.formula.api as smf
 from scipy import stats
 
 
-def spread(path):
-    runs = pd.read_csv(path)
+def spread(*paths):
+    blocks = [pd.read_csv(path) for path in paths]
+    seen = set()
+    for path, block in zip(paths, blocks):
+        shared = seen & set(block["seed"])
+        if shared:
+            sys.exit(f"error: seed {sorted(shared)[0]} appears in {path} and an earlier file; "
+                     "each seed must come from one file")
+        seen |= set(block["seed"])
+    runs = pd.concat(blocks, ignore_index=True)
     runs = runs[(runs["status"] == "finished") & (runs["diverged"] != 1.0) & runs["fd_final"].notna()].copy()
     runs["log_fd"] = runs["fd_final"].map(math.log)
     runs["cell"] = runs[["lr", "beta1", "bn_placement"]].astype(str).agg("/".join, axis=1)
@@ -29,7 +38,7 @@ def spread(path):
 
 
 if __name__ == "__main__":
-    s = spread(sys.argv[1])
+    s = spread(*sys.argv[1:])
     print(f"{s['runs']} runs, {s['cells']} cells x {s['seeds']} seeds: within-cell SD of log final FD "
           f"{s['sd']:.3f} [95 %: {s['sd_lo']:.3f}, {s['sd_hi']:.3f}] on {s['df']} residual df; "
           f"seed SD {s['seed_sd']:.3f} (an estimate by moments)")
