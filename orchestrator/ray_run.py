@@ -1,6 +1,7 @@
 """The driver's preamble to a Ray run, for ``train`` and ``sweep`` alike: every check of the
 user's input, in one order, so that a bad value fails with one line before Ray starts and before
 anything is written; then the work done once for all workers; then Ray itself."""
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,9 @@ def prepare_ray_run(cfg, dashboard=True, check_cluster=None, clock=None, after_c
     uri = tracking.tracking_uri(cfg.mlflow_uri)
     tracking.check_reachable(uri)
     check_data(cfg)
+    check_storage(cfg.storage_path)
+    if os.environ.get("RAY_ADDRESS"):
+        check_ray_address(os.environ["RAY_ADDRESS"])  # seconds, before the evaluator is prepared
     lap("checks")
     if after_checks is not None:
         after_checks(uri)
@@ -178,6 +182,19 @@ def with_absolute_paths(cfg):
     storage = cfg.storage_path if "://" in cfg.storage_path else str(Path(cfg.storage_path).absolute())
     return dataclasses.replace(cfg, storage_path=storage,
                                data_root=str(Path(cfg.data_root).expanduser().absolute()))
+
+
+def check_storage(path):
+    """Before Ray starts, writing nothing: the nearest existing folder of a local storage_path must
+    be a folder this process may write in (``prepare_storage`` then makes and probes it)."""
+    if "://" in path:
+        return
+    p = Path(path).absolute()
+    existing = next(a for a in (p, *p.parents) if a.exists())
+    if not existing.is_dir():
+        raise UserError(f"storage_path={path!r} is not writable: {os.strerror(errno.ENOTDIR)} ({existing})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"storage_path={path!r} is not writable: {os.strerror(errno.EACCES)} ({existing})")
 
 
 def prepare_storage(path):

@@ -118,6 +118,8 @@ class Forks:
             raise RuntimeError(f"the CLI fork server did not start: {first!r}; {self.log.read_text()[-2000:]}")
         self.startup_stderr = self.log.read_text()   # what importing the libraries printed
         self.lock, self.done, self.codes, self.next_id = threading.Lock(), {}, {}, 0
+        self.streams = self.log.parent / f"{self.log.stem}-streams"   # each command's stdout and stderr files
+        self.streams.mkdir(exist_ok=True)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
@@ -134,13 +136,20 @@ class Forks:
             self.next_id += 1
             rid = self.next_id
             self.done[rid] = threading.Event()
-            out, err = Path(cwd).parent / f".{Path(cwd).name}.out", Path(cwd).parent / f".{Path(cwd).name}.err"
+            out, err = self.streams / f"{rid}.out", self.streams / f"{rid}.err"   # outside cwd: it stays as it was
             self.proc.stdin.write(json.dumps({"id": rid, "argv": list(argv), "cwd": str(cwd), "env": dict(env),
                                               "stdout": str(out), "stderr": str(err)}) + "\n")
             self.proc.stdin.flush()
         if not self.done[rid].wait(timeout) or rid not in self.codes:
             raise TimeoutError(f"dcgan-lab {' '.join(argv)}: no exit status in {timeout} s")
         return self.codes[rid], out.read_text(), err.read_text()
+
+    def cli(self, *args, cwd=None, env=None, timeout=300):
+        """``run_cli``'s contract (conftest), in a fork: ``env`` on top of this process's environment."""
+        import subprocess
+
+        code, out, err = self.run(args, cwd or ROOT, {**os.environ, **(env or {})}, timeout=timeout)
+        return subprocess.CompletedProcess(list(args), code, out, err)
 
     def close(self):
         self.proc.stdin.close()

@@ -24,6 +24,17 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def forks(tmp_path_factory):
+    """One CLI fork server per test process (tests/cli_forks.py): ``forks.cli(*args, cwd=, env=)`` runs
+    ``dcgan-lab ARGS`` as ``run_cli`` does, without paying the libraries' imports again."""
+    from cli_forks import Forks
+
+    server = Forks(tmp_path_factory.mktemp("cli-forks") / "fork-server.log", jobs=3)
+    yield server
+    server.close()
+
+
 @pytest.fixture
 def mlflow_uri(tmp_path):
     return "sqlite:///" + str(tmp_path / "mlflow.db")

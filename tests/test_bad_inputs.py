@@ -16,7 +16,6 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from cli_forks import Forks
 
 UNKNOWN_RUN = "0123456789abcdef0123456789abcdef"
 RAY_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\t(INFO|WARNING) \S+\.py:\d+ -- ")
@@ -57,7 +56,6 @@ def _finished_sweep(cwd):
 
 
 STORE_TEMPLATE = {}
-OUTCOMES_SERVER = {}
 NO_RAY = {"RAY_ADDRESS": None}
 
 # (id, argv, what the error line must name (a string or a tuple of them), setup, extra env)
@@ -69,6 +67,8 @@ CASES = [
     ("train-wrong-type-int", ["train", "--preset", "smoke", "--set", "max_steps=1.5"], "max_steps=1.5", None, {}),
     ("train-wrong-type-bool", ["train", "--preset", "smoke", "--set", "use_gpu=maybe"], "use_gpu='maybe'", None, {}),
     ("train-out-of-range", ["train", "--preset", "smoke", "--set", "beta1=1.5"], "beta1=1.5", None, {}),
+    ("train-beta1-at-bound", ["train", "--preset", "smoke", "--set", "beta1=1"], "beta1=1", None, {}),
+    ("train-zero-lr", ["train", "--preset", "smoke", "--set", "lr=0"], "lr=0", None, {}),
     ("train-negative", ["train", "--preset", "smoke", "--set", "max_steps=-5"], "max_steps=-5", None, {}),
     ("train-not-a-choice", ["train", "--preset", "smoke", "--set", "image_size=48"], "image_size=48", None, {}),
     ("train-infinite-lr", ["train", "--preset", "smoke", "--set", "lr=.inf"], "lr=inf", None, {}),
@@ -116,6 +116,10 @@ CASES = [
     ("evaluate-run-id-path", ["evaluate", "--run", "../../etc"], "not a valid MLflow run id", None, {}),
     ("evaluate-unknown-metric", ["evaluate", "--run", UNKNOWN_RUN, "--metrics", "fid_magic"], "fid_magic", None, {}),
     ("sample-unknown-run", ["sample", "--run", UNKNOWN_RUN, "--out", "grid.png"], UNKNOWN_RUN, _store, {}),
+    ("sample-no-store", ["sample", "--run", UNKNOWN_RUN, "--out", "grid.png"], (UNKNOWN_RUN, "no tracking store"),
+     None, {}),
+    ("sample-run-id-path", ["sample", "--run", "../../etc", "--out", "grid.png"], "not a valid MLflow run id", None,
+     {}),
     ("sample-not-png", ["sample", "--run", UNKNOWN_RUN, "--out", "grid.jpg"], "out='grid.jpg'", None, {}),
     ("ui-port-out-of-range", ["ui", "--port", "70000"], "port=70000", None, {}),
     # data
@@ -180,7 +184,7 @@ def _run_case(case, base, forks):
 
 
 @pytest.fixture(scope="module")
-def outcomes(request, tmp_path_factory):
+def outcomes(request, tmp_path_factory, forks):
     """The selected cases start at once on a small pool; each test waits for its own."""
     from mlflow import MlflowClient
 
@@ -189,13 +193,10 @@ def outcomes(request, tmp_path_factory):
     base = tmp_path_factory.mktemp("bad-inputs")
     STORE_TEMPLATE["path"] = base / "template.db"
     MlflowClient("sqlite:///" + str(STORE_TEMPLATE["path"])).search_experiments()  # creates the empty store
-    forks = Forks(base / "fork-server.log", jobs=3)
-    OUTCOMES_SERVER["startup_stderr"] = forks.startup_stderr
     pool = ThreadPoolExecutor(max_workers=3)
     futures = {case[0]: pool.submit(_run_case, case, base, forks) for case in CASES if case[0] in selected}
     yield futures
     pool.shutdown(cancel_futures=True)
-    forks.close()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
@@ -218,13 +219,13 @@ def test_catalogue_size():
     assert len(CASES) >= 20 and {"train", "sweep", "report", "latent", "evaluate", "data"} <= commands
 
 
-def test_catalogue_figure(outcomes, figure):
+def test_catalogue_figure(outcomes, forks, figure):
     """Runs after the cases (file order): how many of them failed as they should."""
     done = {name: f.result() for name, f in outcomes.items()}
     clean = [name for name, (r, before, after) in done.items()
              if r.returncode == 2 and "Traceback" not in r.stderr and before == after]
     figure(f"bad inputs: {len(clean)} / {len(done)} exit 2 with no traceback and no file written")
-    assert OUTCOMES_SERVER["startup_stderr"] == "", OUTCOMES_SERVER["startup_stderr"][-2000:]
+    assert forks.startup_stderr == "", forks.startup_stderr[-2000:]
 
 
 def test_corrupt_image_in_folder_is_skipped_with_a_count(tmp_path):

@@ -1,6 +1,5 @@
 """The typed config: the paper's defaults, presets, typed overrides, and bad input at the edge."""
 import pytest
-from conftest import run_cli
 
 from orchestrator.config import parse_overrides, preset_names, resolve_config
 from trainables.config import Config
@@ -45,36 +44,6 @@ def test_bad_values_name_key_and_value(overrides, culprit):
     with pytest.raises(UserError) as err:
         resolve_config("smoke", overrides)
     assert culprit in str(err.value)
-
-
-BAD_CLI = [
-    (["train", "--preset", "nope"], "preset='nope'"),
-    (["train", "--set", "foo=1"], "foo=1"),
-    (["train", "--set", "lr=abc"], "lr='abc'"),
-    (["train", "--set", "lr=0"], "lr=0"),
-    (["train", "--set", "beta1=1"], "beta1=1"),
-    (["train", "--set", "image_size=100"], "image_size=100"),
-    (["train", "--set", "lr"], "--set 'lr'"),
-    (["train", "--set", "dataset=mnist", "--set", "data_root=/nonexistent/dir"], "data_root='/nonexistent/dir'"),
-    (["sample", "--run", "0123456789abcdef0123456789abcdef", "--out", "x.png"], "was not found"),
-    (["sample", "--run", "../../etc", "--out", "x.png"], "not a valid MLflow run id"),
-]
-
-
-@pytest.mark.parametrize("argv, culprit", BAD_CLI)
-def test_cli_bad_input_one_line_exit_2_nothing_written(argv, culprit, tmp_path):
-    (tmp_path / "empty").mkdir()
-    r = run_cli(*argv, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""})
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert culprit in lines[0]
-    made = {p.name for p in tmp_path.iterdir()} - {"empty"}
-    assert made <= {"mlflow.db"}, made  # a lookup may open the store; no run, no file besides
-    if "mlflow.db" in made:
-        from mlflow import MlflowClient
-
-        assert MlflowClient("sqlite:///" + str(tmp_path / "mlflow.db")).search_runs(["0"]) == []
 
 
 def test_asha_rungs_are_training_steps():

@@ -64,10 +64,8 @@ def test_paper_init():
     assert torch.all(bn_b == 0)
 
 
-def test_dry_run_prints_both_counts():
-    from conftest import run_cli
-
-    r = run_cli("train", "--set", "image_size=64", "--dry-run")
+def test_dry_run_prints_both_counts(forks):
+    r = forks.cli("train", "--set", "image_size=64", "--dry-run")
     assert r.returncode == 0, r.stderr
     assert "G = 3,576,704" in r.stdout and "D = 2,765,568" in r.stdout
     assert "lr: 0.0002" in r.stdout and "beta1: 0.5" in r.stdout

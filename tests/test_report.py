@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import run_cli
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from PIL import Image
@@ -409,7 +408,7 @@ def test_bad_claims_files(tmp_path, head, message):
     assert str(path) in str(err.value) and message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_report_cli_and_bad_input(factorial, tmp_path):
+def test_report_cli_and_bad_input(factorial, forks, tmp_path):
     uri, parent, _tmp, _result = factorial
     env = {"MLFLOW_TRACKING_URI": uri}
     mine = tmp_path / "mine.yaml"
@@ -417,7 +416,7 @@ def test_report_cli_and_bad_input(factorial, tmp_path):
                     "    predict: {fd_final: lower}\n    quote: a higher lr gets further in 1,200 steps\n    section: me\n"
                     "  z:\n    factor: z_dist\n    alt: uniform\n    primary: fd_final\n    predict: {fd_final: higher}\n"
                     "    quote: q\n    section: me\n")
-    r = run_cli("report", "--sweep", parent, "--claims", str(mine), "--out", str(tmp_path / "rep"), env=env)
+    r = forks.cli("report", "--sweep", parent, "--claims", str(mine), "--out", str(tmp_path / "rep"), env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| lr | beta1 | bn_placement | n |" in r.stdout and "**slow** (lr 0.0002 vs 0.001): contradicted" in r.stdout
     assert "z (z_dist: normal vs uniform): its factor does not vary in these runs" in \
@@ -433,14 +432,14 @@ def test_report_cli_and_bad_input(factorial, tmp_path):
         (["--sweep", parent, "--claims", str(bad_metric)], "predict metric='fid' is not allowed: one of fd_final"),
         (["--sweep", parent, "--pooll"], "unrecognized arguments: --pooll"),
     ]
-    with ThreadPoolExecutor(max_workers=3) as pool:   # fresh processes, a few at once
-        done = list(pool.map(lambda a: run_cli("report", *a[0], "--out", str(tmp_path / "bad"), env=env), cases))
+    with ThreadPoolExecutor(max_workers=3) as pool:   # forks of one process, a few at once
+        done = list(pool.map(lambda a: forks.cli("report", *a[0], "--out", str(tmp_path / "bad"), env=env), cases))
     for (args, msg), r in zip(cases, done):
         assert r.returncode == 2 and msg in r.stderr, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
         assert not (tmp_path / "bad").exists()
     MlflowClient(uri).create_experiment("empty")
-    r = run_cli("report", "--experiment", "empty", env=env)
+    r = forks.cli("report", "--experiment", "empty", env=env)
     assert r.returncode == 2 and "no runs match" in r.stderr, r.stderr
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, run_cli
+from conftest import ROOT
 from torch.utils.data import DataLoader, DistributedSampler
 
 from orchestrator import cli
@@ -267,9 +267,9 @@ def test_render_speed_reports_images_per_second():
     assert render_speed("synthetic-bedrooms", size=16, n=20) > 0
 
 
-def test_preview_writes_a_grid_and_prints_the_balance(tmp_path):
+def test_preview_writes_a_grid_and_prints_the_balance(tmp_path, forks):
     out = tmp_path / "new" / "bedrooms.png"
-    result = run_cli("data", "preview", "--dataset", "synthetic-bedrooms", "--n", "9", "--size", "32",
+    result = forks.cli("data", "preview", "--dataset", "synthetic-bedrooms", "--n", "9", "--size", "32",
                      "--masks", "--out", str(out), timeout=120)
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
