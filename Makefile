@@ -17,7 +17,7 @@ install: $(STAMP)
 sweep: $(STAMP)
 	$(BIN)/dcgan-lab sweep --preset quick
 
-# The fast tier on two pytest-xdist workers, then the slow tier in two lanes side by side (tests/lanes.py).
+# The fast tier on two pytest-xdist workers, then the slow tier in three lanes side by side (tests/lanes.py).
 test: $(STAMP)
 	$(BIN)/python tests/lanes.py
 

@@ -2,15 +2,18 @@
 
 1. The fast tier (``-m "not slow"``: no Ray, no server, no browser) on two pytest-xdist workers,
    a file to each (``--dist loadfile``: module fixtures built once, not once per worker).
-2. The slow tier in two lanes, two plain pytest processes side by side, each running its files
+2. The slow tier in ``LANES`` lanes, plain pytest processes side by side, each running its files
    one test at a time. Slow tests spend most of their time waiting on Ray start-ups, trial
-   start-ups and the clock (the tier used 42 % of one core's CPU time over its wall time, run
-   alone), so two lanes overlap the waits. Lane A is the files named below; lane B is every
-   other test file, so a new file always runs. Each lane's output is printed whole when both end,
+   start-ups and the clock (with two lanes the tier used 0.77 of the machine's 2 cores over its
+   wall time), so more lanes than cores overlap the waits. Files go to lanes longest first, each
+   to the lane with the fewest seconds so far, by the seconds measured below; a file not in the
+   table counts ``UNMEASURED_S`` and still runs (each lane prints every test's seconds, to refresh
+   the table from). Each lane's output is printed whole when all end,
    then every phase's FAILED and ERROR lines once more.
 
 Exit status: 0 when every phase passed, else 1 (pytest's own code is printed per lane).
 """
+import os
 import subprocess
 import sys
 import time
@@ -18,23 +21,34 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-# About half of the slow tier's time (per-file seconds, serial, on this 2-core machine): sweeps
-# 335, training 306, bench 54, browser 49, latent 26, security 12; lane B holds concurrency 274,
-# faults 270, gpu_scale 91, trial_reuse 88, evaluators 48, divergence 36, stability 29, ...
-LANE_A = ("test_sweep.py", "test_training.py", "test_bench.py", "test_browser.py", "test_latent.py",
-          "test_security.py")
+LANES = int(os.environ.get("DCGAN_LAB_TEST_LANES", "3"))
+# Each file's slow-tier seconds (setup + call, from the lanes' --durations), measured in one
+# `make test` with two lanes on this 2-core AMD EPYC machine (2026-12-04).
+FILE_SECONDS = {
+    "test_faults.py": 324, "test_sweep.py": 303, "test_training.py": 285, "test_concurrency.py": 222,
+    "test_bench.py": 214, "test_trial_reuse.py": 166, "test_gpu_scale.py": 68, "test_evaluators.py": 47,
+    "test_ray_start.py": 43, "test_browser.py": 31, "test_latent.py": 31, "test_divergence_ddp.py": 30,
+    "test_stability.py": 25, "test_security.py": 11,
+}
+UNMEASURED_S = 5   # most files not in the table hold no slow test
 
 
 def _pytest(*args):
     return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
 
 
-def lanes():
+def lanes(n=LANES):
+    """The test files in ``n`` lists of about equal measured seconds (every file in exactly one)."""
     files = sorted(p.name for p in TESTS.glob("test_*.py"))
-    missing = [f for f in LANE_A if f not in files]
-    if missing:
-        raise SystemExit(f"tests/lanes.py: LANE_A names files that do not exist: {', '.join(missing)}")
-    return [f for f in files if f in LANE_A], [f for f in files if f not in LANE_A]
+    gone = sorted(set(FILE_SECONDS) - set(files))
+    if gone:
+        raise SystemExit(f"tests/lanes.py: FILE_SECONDS names files that do not exist: {', '.join(gone)}")
+    out, load = [[] for _ in range(n)], [0] * n
+    for f in sorted(files, key=lambda f: (-FILE_SECONDS.get(f, UNMEASURED_S), f)):
+        i = load.index(min(load))
+        out[i].append(f)
+        load[i] += FILE_SECONDS.get(f, UNMEASURED_S)
+    return [sorted(lane) for lane in out]
 
 
 def main():
@@ -51,9 +65,10 @@ def main():
 
     slow_start = time.monotonic()
     procs = []
-    for name, files in zip("AB", lanes()):
+    names = "ABCDEFGH"[:LANES]
+    for name, files in zip(names, lanes()):
         log = open(ROOT / f".pytest-lane-{name}.log", "w")
-        proc = subprocess.Popen(_pytest("-m", "slow", *[f"tests/{f}" for f in files]), cwd=ROOT,
+        proc = subprocess.Popen(_pytest("-m", "slow", "--durations=0", *[f"tests/{f}" for f in files]), cwd=ROOT,
                                 stdout=log, stderr=subprocess.STDOUT)
         procs.append((name, files, proc, log))
     codes = {}
@@ -65,10 +80,10 @@ def main():
         sys.stdout.write(Path(log.name).read_text())
         print(f"[make test] slow lane {name}: pytest exit {codes[name]}", flush=True)
     print(f"\n[make test] slow tier: {time.monotonic() - slow_start:.0f} s; whole suite: "
-          f"{time.monotonic() - started:.0f} s; fast tier exit {fast}, lane A exit {codes['A']}, "
-          f"lane B exit {codes['B']}", flush=True)
+          f"{time.monotonic() - started:.0f} s; fast tier exit {fast}, "
+          + ", ".join(f"lane {n} exit {c}" for n, c in codes.items()), flush=True)
     # Every phase's failures once more, last: a CI log cut to its tail still names them all.
-    failed = [line for log in (fast_log, *(ROOT / f".pytest-lane-{n}.log" for n in "AB"))
+    failed = [line for log in (fast_log, *(ROOT / f".pytest-lane-{n}.log" for n in names))
               for line in log.read_text().splitlines() if line.startswith(("FAILED ", "ERROR "))]
     for line in failed:
         print(f"[make test] {line[:300]}", flush=True)

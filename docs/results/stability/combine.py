@@ -3,6 +3,9 @@ reports' runs.csv files: for each claim, the paired contrast of log final FD (al
 the paper's cell, within a seed), its mean over seeds as a ratio of geometric means, the 95 % t
 interval and the paired t test's p (scipy). The seed is the unit of replication; a seed counts once
 (a seed present in two files is an error: re-runs of a seed are compared with ``--replicate``).
+A diverged run has no final FD: as in the report (orchestrator/report_model.analysis_values), it
+takes the worst final FD observed among the runs read (censored: tied with the worst finished run,
+never above it). A run that failed (was interrupted) is left out.
 
 This is the primary metric only, not the report's verdict: the report also needs the FD histories
 (its plateau test and the Holm-corrected secondaries), which runs.csv does not carry.
@@ -23,11 +26,24 @@ PAPER = paper_defaults(SPACE)                  # the paper's levels: the config'
 CLAIMS = {key: next(v for v in p.values if v != PAPER[key]) for key, p in SPACE.params.items()}
 
 
-def _load(path):
+def _load(path, diverged=False):
+    """The finished runs with a final FD (and, with ``diverged``, the diverged runs, FD still NaN)."""
     runs = pd.read_csv(path)
-    runs = runs[(runs["status"] == "finished") & runs["fd_final"].notna()].copy()
+    keep = (runs["status"] == "finished") & runs["fd_final"].notna()
+    if diverged:
+        keep |= runs["diverged"] == 1.0
+    runs = runs[keep].copy()
     runs["log_fd"] = runs["fd_final"].map(math.log)
     return runs
+
+
+def censored(runs):
+    """``runs`` with each diverged run's final FD set to the worst finished one; and how many."""
+    hit = runs["diverged"] == 1.0
+    runs = runs.copy()
+    runs.loc[hit, "fd_final"] = runs.loc[~hit, "fd_final"].max()
+    runs["log_fd"] = runs["fd_final"].map(math.log)
+    return runs, int(hit.sum())
 
 
 def _cell(runs, **levels):
@@ -38,7 +54,7 @@ def _cell(runs, **levels):
 
 
 def combined(paths):
-    runs = pd.concat([_load(p) for p in paths])
+    runs, n_censored = censored(pd.concat([_load(p, diverged=True) for p in paths]))
     twice = runs.groupby(["seed", "lr", "beta1", "bn_placement"]).size()
     if (twice > 1).any():
         print(f"combine.py: seeds {sorted({s for s, *_ in twice[twice > 1].index})} appear in more than one "
@@ -52,9 +68,11 @@ def combined(paths):
         mean, sd = float(diff.mean()), float(diff.std(ddof=1))
         lo, hi = stats.t.interval(0.95, n - 1, loc=mean, scale=sd / math.sqrt(n))
         p = float(stats.ttest_1samp(diff, 0.0).pvalue)
-        rows.append({"claim": claim, "seeds": n, "ratio": math.exp(mean), "lo": math.exp(lo), "hi": math.exp(hi),
+        cens = runs[(runs["diverged"] == 1.0) & runs["seed"].isin(diff.index)]
+        rows.append({"claim": claim, "seeds": n, "censored": int(_cell(cens, **{claim: alt}).size),
+                     "ratio": math.exp(mean), "lo": math.exp(lo), "hi": math.exp(hi),
                      "p": p, "sd_diff": sd, "seed_list": ",".join(str(s) for s in sorted(diff.index))})
-    return rows
+    return rows, n_censored
 
 
 def replicate(path_a, path_b):
@@ -75,10 +93,12 @@ def main(argv):
         return 0
     if not argv:
         raise SystemExit(__doc__)
-    for r in combined(argv):
+    rows, n_censored = combined(argv)
+    for r in rows:
         print(f"{r['claim']}: final FD alt/paper x{r['ratio']:.3f} [95 % t: {r['lo']:.3f}, {r['hi']:.3f}], "
               f"paired t p = {r['p']:.4f}, {r['seeds']} seeds ({r['seed_list']}), SD of the log contrast "
-              f"{r['sd_diff']:.3f}")
+              f"{r['sd_diff']:.3f}; alternative runs censored as diverged: {r['censored']}")
+    print(f"{n_censored} diverged run(s) censored at the worst finished final FD")
     return 0
 
 
