@@ -167,7 +167,7 @@ def _html(uri, label, scale_md, tables, claims_md, horizons_md, forest, recs, fa
     cells = [(dict(zip(factors, key)), members) for key, members in group(recs, factors).items()]
     figs = [("final FD per cell, one point per seed", figures.seed_points_figure(cells))]
     fd_curves = None
-    for key, title, ylabel, log in (("fd", "FD against step (mean, band: min-max over seeds)", "FD", True),
+    for key, title, ylabel, log in (("fd", "FD against step (mean, band: min-max over seeds; x: a run diverged)", "FD", True),
                                     ("loss_d", "D loss", "loss_d", False), ("loss_g", "G loss", "loss_g", False),
                                     ("d_real", "D(x)", "D(x)", False), ("d_fake", "D(G(z))", "D(G(z))", False)):
         figs.append((f"{title} per cell", figures.curve_figure(cells, key, title, ylabel, log)))

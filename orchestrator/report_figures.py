@@ -33,14 +33,16 @@ def cell_label(levels):
 
 
 def _mean_band(histories):
-    """Steps present in every run's history; mean and min/max across runs at each."""
+    """Every step some run's history holds; at each, the mean and min/max over the runs that hold it
+    (a run that diverged and stopped leaves the mean after its last point: the curve goes on with
+    the runs still training, and ``curve_figure`` marks where it stopped)."""
     import numpy as np
 
-    common = sorted(set.intersection(*[{s for s, _ in h} for h in histories])) if histories else []
-    if not common:
+    steps = sorted(set().union(*[{s for s, _ in h} for h in histories])) if histories else []
+    if not steps:
         return [], [], [], []
-    table = np.array([[dict(h)[s] for s in common] for h in histories], dtype=float)
-    return common, np.nanmean(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)
+    table = np.array([[dict(h).get(s, np.nan) for s in steps] for h in histories], dtype=float)
+    return steps, np.nanmean(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)
 
 
 def curve_histories(members, key):
@@ -53,7 +55,8 @@ def curve_histories(members, key):
 
 
 def curve_figure(cells, key, title, ylabel, log=False):
-    """One line per cell: the mean over its runs, with a min-max band over seeds."""
+    """One line per cell: the mean over its runs, with a min-max band over seeds; an x marks the last
+    point of a run that diverged (after it, the line and band are those of the cell's other runs)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     drawn = 0
@@ -65,6 +68,10 @@ def curve_figure(cells, key, title, ylabel, log=False):
         line, = ax.plot(steps, mean, label=cell_label(levels), lw=1.4)
         if len(hists) > 1:
             ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.15)
+        for r in members:
+            h = r["history"].get(key if key != "fd" else r["fd_key"]) or []
+            if r.get("values", {}).get("diverged") == 1.0 and h:
+                ax.scatter([h[-1][0]], [h[-1][1]], marker="x", color=line.get_color(), s=40, zorder=3)
         drawn += 1
     ax.set_title(title)
     ax.set_xlabel("step")

@@ -445,7 +445,8 @@ def test_report_cli_and_bad_input(factorial, forks, tmp_path):
 
 def test_a_failed_run_does_not_cut_its_cells_curve():
     """A sweep interrupted mid-trial leaves a failed run with one FD point beside finished runs: the
-    cell's curve is drawn from the others (it was cut to that one step). Diverged runs stay in."""
+    cell's curve is drawn from the others (it was cut to that one step). Diverged runs stay in, up to
+    their last point."""
     from orchestrator.report_figures import _mean_band, curve_histories
 
     def run(status, steps):
@@ -456,4 +457,7 @@ def test_a_failed_run_does_not_cut_its_cells_curve():
     steps, *_ = _mean_band(curve_histories(cell, "fd"))
     assert steps == list(full)
     assert len(curve_histories([run("finished", full), run("diverged", [200, 400])], "fd")) == 2
+    # A run that diverged at step 400 and stopped: the curve goes on to the end with the others.
+    steps, mean, lo, hi = _mean_band(curve_histories([run("finished", full), run("diverged", [200, 400])], "fd"))
+    assert steps == list(full) and mean[-1] == lo[-1] == hi[-1] == 100.0 - 4000 / 100
     assert len(curve_histories([run("failed", [200])], "fd")) == 1   # a cell of failed runs only still has a curve
