@@ -45,12 +45,17 @@ def _mean_band(histories):
     return steps, np.nanmean(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)
 
 
+def _history(run, key):
+    """A run's history of ``key`` ("fd": the run's own FD key), [] when it logged none."""
+    return run["history"].get(key if key != "fd" else run["fd_key"]) or []
+
+
 def curve_histories(members, key):
     """The histories of ``key`` ("fd": each run's FD key) that a cell's curve is drawn from. A failed
     run (an error, or a sweep interrupted while it ran) is left out while the cell has another: its
     short history would cut the cell's curve to the steps it reached. A diverged run stays in."""
     kept = [r for r in members if r.get("status") != "failed"] or members
-    hists = [r["history"].get(key if key != "fd" else r["fd_key"]) or [] for r in kept]
+    hists = [_history(r, key) for r in kept]
     return [h for h in hists if h]
 
 
@@ -69,7 +74,7 @@ def curve_figure(cells, key, title, ylabel, log=False):
         if len(hists) > 1:
             ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.15)
         for r in members:
-            h = r["history"].get(key if key != "fd" else r["fd_key"]) or []
+            h = _history(r, key)
             if r.get("values", {}).get("diverged") == 1.0 and h:
                 ax.scatter([h[-1][0]], [h[-1][1]], marker="x", color=line.get_color(), s=40, zorder=3)
         drawn += 1
