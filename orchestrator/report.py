@@ -1,6 +1,6 @@
 """``dcgan-lab report``: ablation tables and verdicts on the paper's claims, from tracked runs.
 
-Writes ``report.md``, ``tables.csv``, ``tables.tex``, ``report.html``, ``report.json``, ``runs.csv``
+Writes ``report.md``, ``tables.csv``, ``tables.tex``, ``report.html``, ``report.json``, ``runs.csv``, ``histories.csv``
 and ``forest.png`` to ``--out`` and, for a sweep, logs them as artifacts of its parent run (under
 ``report/``). The method is in docs/report.md.
 """
@@ -17,13 +17,14 @@ from orchestrator import report_horizons as horizons
 from orchestrator import report_render as render
 from orchestrator import tracking
 from orchestrator.report_claims import evaluate_claims, summary_row
+from orchestrator.report_folders import FolderRuns, histories_csv
 from orchestrator.report_stats import group, table
 from trainables import store
 from trainables.atomic import write_atomic
 from trainables.errors import UserError
 
-REPORT_FILES = ("report.md", "tables.csv", "tables.tex", "report.html", "report.json", "runs.csv", "forest.png",
-                "fd_curves.png")   # and grids/<cell>.png: the final fixed-noise grid of each cell's first run
+REPORT_FILES = ("report.md", "tables.csv", "tables.tex", "report.html", "report.json", "runs.csv", "histories.csv",
+                "forest.png", "fd_curves.png")   # and grids/<cell>.png: the final fixed-noise grid of each cell's first run
 
 
 def add_subparser(subparsers):
@@ -31,6 +32,9 @@ def add_subparser(subparsers):
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--experiment", help="every run of this MLflow experiment (sweep parents excluded)")
     which.add_argument("--sweep", help="the child runs of this sweep's parent run id")
+    which.add_argument("--from", dest="folders", nargs="+", metavar="DIR",
+                       help="the runs of report folders written before (runs.csv, histories.csv, grids/), pooled: "
+                            "one report over blocks of a study tracked in different MLflow stores")
     p.add_argument("--out", default="", help="output folder (default: ./reports/<sweep id or experiment>)")
     p.add_argument("--factors", default="", help="comma-separated params to tabulate (default: those that vary)")
     p.add_argument("--claims", default="paper",
@@ -48,11 +52,13 @@ def cmd_report(args):
     factors = [f.strip() for f in args.factors.split(",") if f.strip()] or None
     if args.fd_threshold is not None and not (math.isfinite(args.fd_threshold) and args.fd_threshold > 0):
         raise UserError(f"fd-threshold={args.fd_threshold!r} must be a positive number")
-    uri = tracking.tracking_uri(args.mlflow_uri)
-    if not uri.startswith("sqlite:///"):
-        tracking.check_reachable(uri)
-    out = Path(args.out) if args.out else default_out(args.sweep or args.experiment)
-    result = build_report(uri, out, sweep=args.sweep, experiment=args.experiment, factors=factors,
+    uri = None
+    if not args.folders:
+        uri = tracking.tracking_uri(args.mlflow_uri)
+        if not uri.startswith("sqlite:///"):
+            tracking.check_reachable(uri)
+    out = Path(args.out) if args.out else default_out(args.sweep or args.experiment or "from-folders")
+    result = build_report(uri, out, sweep=args.sweep, experiment=args.experiment, folders=args.folders, factors=factors,
                           fd_threshold=args.fd_threshold, claims=args.claims, pool=args.pool)
     print(result["summary"])
     print(f"\nreport written to {out}/ ({', '.join(REPORT_FILES)})")
@@ -65,19 +71,28 @@ def default_out(name):
     return Path("reports") / safe
 
 
-def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_threshold=None, claims="paper", pool=False):
+def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_threshold=None, claims="paper", pool=False,
+                 folders=None):
     """Read the runs, test the claims, write every format to ``out`` and log it to the sweep's parent.
 
-    Returns the printed summary and the numbers: ``claims_summary`` holds one flat dict per claim
-    evaluated (keys in docs/report.md). Bad input fails before anything is written."""
+    The runs are a sweep's or an experiment's in the store at ``uri``, or, with ``folders``, those
+    of report folders written before (``report_folders``), pooled. Returns the printed summary and
+    the numbers: ``claims_summary`` holds one flat dict per claim evaluated (keys in
+    docs/report.md). Bad input fails before anything is written."""
     from search_spaces.claims import load_claims
 
     claim_list = load_claims(claims)
-    runs, parent, label = data.find_runs(uri, sweep=sweep, experiment=experiment)
+    if folders:
+        source = FolderRuns(folders)
+        runs, parent, label, history = source.runs, None, source.label, source.history
+        grid_of = lambda run_id, name: source.grid(run_id, name)  # noqa: E731
+    else:
+        runs, parent, label = data.find_runs(uri, sweep=sweep, experiment=experiment)
+        history, grid_of = None, lambda run_id, name: _store_grid(uri, run_id)  # noqa: E731
     strata = data.strata(runs, pool)
     factors = data.choose_factors(runs, factors, [c.factor for c in claim_list])
     maps = data.level_maps(runs, factors)
-    recs, threshold = data.records(uri, runs, factors, fd_threshold)
+    recs, threshold = data.records(uri, runs, factors, fd_threshold, history=history)
     paper = data.paper_levels(factors, maps)
 
     # Claims, one analysis per scale, and the same analysis at earlier steps of the runs.
@@ -116,7 +131,7 @@ def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_thresho
     md = (f"# dcgan-lab report: {label}\n\n{scale_md}\n\n## Ablation tables\n\n{md_tables}\n\n## Claims\n\n{method}"
           f"\n\n{claims_md}\n\n### Verdicts\n\n{verdicts}\n\n## Horizons\n\n{horizons_md}\n")
     forest = figures.forest_figure(summary_rows)
-    html, fd_curves, grids = _html(uri, label, scale_md, tables, f"{method}\n\n{claims_md}\n\n{verdicts}", horizons_md,
+    html, fd_curves, grids = _html(grid_of, label, scale_md, tables, f"{method}\n\n{claims_md}\n\n{verdicts}", horizons_md,
                                    forest, recs, table_factors)
 
     files = {
@@ -128,6 +143,7 @@ def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_thresho
         "report.json": json.dumps(_json(label, data.scale(runs), threshold, tables, results, summary_rows, untested,
                                         horizon_rows), indent=2, default=str),
         "runs.csv": render.runs_csv(recs, factors),
+        "histories.csv": histories_csv(recs),
         "forest.png": forest,
         "fd_curves.png": fd_curves,
         **{f"grids/{name}.png": png for name, png in grids.items()},
@@ -163,7 +179,14 @@ def _scale_md(label, scale, threshold, recs):
             f"n = 1. Diverged, mode collapse, attribute skew: share of runs.")
 
 
-def _html(uri, label, scale_md, tables, claims_md, horizons_md, forest, recs, factors):
+def _store_grid(uri, run_id):
+    """The PNG bytes of the run's last fixed-noise grid in the store, None when it logged none."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = data.final_grid(uri, run_id, Path(tmp) / run_id)
+        return Path(path).read_bytes() if path else None
+
+
+def _html(grid_of, label, scale_md, tables, claims_md, horizons_md, forest, recs, factors):
     cells = [(dict(zip(factors, key)), members) for key, members in group(recs, factors).items()]
     figs = [("final FD per cell, one point per seed", figures.seed_points_figure(cells))]
     fd_curves = None
@@ -176,15 +199,13 @@ def _html(uri, label, scale_md, tables, claims_md, horizons_md, forest, recs, fa
         if f in factors and any(str(row.levels[f]).startswith("[") for row in tables[0][2]):
             figs.append((f"final FD against {f}, coloured by bn_placement",
                          figures.scatter_figure(recs, f, "bn_placement")))
-    grids, files = [], {}
-    with tempfile.TemporaryDirectory() as tmp:  # the grids travel inside the HTML, and as files
-        for levels, members in cells:
-            path = data.final_grid(uri, members[0]["run_id"], Path(tmp) / members[0]["run_id"])
-            png = Path(path).read_bytes() if path else None
-            grids.append((f"{figures.cell_label(levels)} (run {members[0]['run_id'][:8]}, seed {members[0]['seed']})",
-                          png))
-            if png:
-                files[_file_name(levels, members[0]["seed"])] = png
+    grids, files = [], {}   # the grids travel inside the HTML, and as files
+    for levels, members in cells:
+        name = _file_name(levels, members[0]["seed"])
+        png = grid_of(members[0]["run_id"], name)
+        grids.append((f"{figures.cell_label(levels)} (run {members[0]['run_id'][:8]}, seed {members[0]['seed']})", png))
+        if png:
+            files[name] = png
     sections = [(f"Table: {name}", render.markdown_table(rows, fs), []) for name, fs, rows in tables]
     sections.append(("Claims", claims_md, [("forest plot: primary effect per claim", forest)]))
     sections.append(("Horizons", horizons_md, []))

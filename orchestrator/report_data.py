@@ -161,9 +161,15 @@ def final_values(run):
     return values
 
 
-def records(uri, runs, factors, fd_threshold=None, with_history=True):
-    """One record per run (see ``report_stats``); the FD threshold defaults to the median final FD."""
-    c = store.client(uri)
+def records(uri, runs, factors, fd_threshold=None, with_history=True, history=None):
+    """One record per run (see ``report_stats``); the FD threshold defaults to the median final FD.
+
+    ``history(run_id, key)`` gives a metric's [(step, value)] in step order: by default the store's
+    at ``uri``; ``FolderRuns.history`` for runs read back from report folders."""
+    if history is None:
+        c = store.client(uri)
+        history = lambda run_id, k: [(h.step, h.value) for h in sorted(c.get_metric_history(run_id, k),  # noqa: E731
+                                                                       key=lambda h: h.step)]
     maps = level_maps(runs, factors)
     out = []
     for r in runs:
@@ -171,8 +177,7 @@ def records(uri, runs, factors, fd_threshold=None, with_history=True):
         hist = {}
         if with_history:
             for k in ([key] if key else []) + list(HISTORY_KEYS):
-                hist[k] = [(h.step, h.value) for h in sorted(c.get_metric_history(r.info.run_id, k),
-                                                             key=lambda h: h.step)]
+                hist[k] = history(r.info.run_id, k)
         out.append({"run_id": r.info.run_id, "levels": {f: maps[f](r.data.params.get(f)) for f in factors},
                     "seed": r.data.params.get("seed", ""), "params": dict(r.data.params), "values": final_values(r),
                     "metrics": dict(r.data.metrics), "fd_key": key, "history": hist,

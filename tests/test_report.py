@@ -421,6 +421,9 @@ def test_report_cli_and_bad_input(factorial, forks, tmp_path):
     assert "| lr | beta1 | bn_placement | n |" in r.stdout and "**slow** (lr 0.0002 vs 0.001): contradicted" in r.stdout
     assert "z (z_dist: normal vs uniform): its factor does not vary in these runs" in \
         (tmp_path / "rep" / "report.md").read_text()
+    r = forks.cli("report", "--from", str(_tmp / "out"), "--out", str(tmp_path / "again"), env={})
+    assert r.returncode == 0 and "| lr | beta1 | bn_placement | n |" in r.stdout, r.stderr[-2000:]
+    assert "# dcgan-lab report: report folders " in (tmp_path / "again" / "report.md").read_text()
     bad_metric = tmp_path / "bad.yaml"
     bad_metric.write_text(mine.read_text().replace("predict: {fd_final: lower}", "predict: {fd_final: lower, fid: lower}"))
     cases = [
@@ -431,6 +434,7 @@ def test_report_cli_and_bad_input(factorial, forks, tmp_path):
         (["--sweep", parent, "--claims", "nope"], "claims='nope' is not allowed: one of paper"),
         (["--sweep", parent, "--claims", str(bad_metric)], "predict metric='fid' is not allowed: one of fd_final"),
         (["--sweep", parent, "--pooll"], "unrecognized arguments: --pooll"),
+        (["--from", str(tmp_path / "nowhere")], "from='" + str(tmp_path / "nowhere") + "': no runs.csv there"),
     ]
     with ThreadPoolExecutor(max_workers=3) as pool:   # forks of one process, a few at once
         done = list(pool.map(lambda a: forks.cli("report", *a[0], "--out", str(tmp_path / "bad"), env=env), cases))
@@ -461,3 +465,68 @@ def test_a_failed_run_does_not_cut_its_cells_curve():
     steps, mean, lo, hi = _mean_band(curve_histories([run("finished", full), run("diverged", [200, 400])], "fd"))
     assert steps == list(full) and mean[-1] == lo[-1] == hi[-1] == 100.0 - 4000 / 100
     assert len(curve_histories([run("failed", [200])], "fd")) == 1   # a cell of failed runs only still has a curve
+
+
+def _numbers(rows, skip=()):
+    """Claim rows with floats as approx (a pooled report sums the same numbers in another order)."""
+    return [{k: (pytest.approx(v, rel=1e-9, nan_ok=True) if isinstance(v, float) else v)
+             for k, v in r.items() if k not in skip} for r in rows]
+
+
+def _split(src, dest, seeds, histories=True):
+    """A report folder holding ``src``'s runs of ``seeds`` (runs.csv rows, their histories, grids)."""
+    import shutil
+
+    dest.mkdir()
+    runs = list(csv.DictReader(io.StringIO((src / "runs.csv").read_text())))
+    keep = [r for r in runs if r["seed"] in {str(s) for s in seeds}]
+    with open(dest / "runs.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(runs[0]))
+        w.writeheader()
+        w.writerows(keep)
+    if histories:
+        ids = {r["run_id"] for r in keep}
+        lines = (src / "histories.csv").read_text().splitlines()
+        (dest / "histories.csv").write_text("\n".join([lines[0]] + [ln for ln in lines[1:] if ln.split(",")[0] in ids]) + "\n")
+    shutil.copytree(src / "grids", dest / "grids")
+    return dest
+
+
+def test_a_report_read_back_from_its_folder_is_the_same(factorial):
+    """``--from``: the report of a report folder (runs.csv, histories.csv, grids) gives the store's
+    report again: every table number, claim, horizon and plateau, and the same grids."""
+    _uri, _parent, tmp, result = factorial
+    again = build_report(None, tmp / "again", folders=[tmp / "out"])
+    assert _numbers(again["claims_summary"]) == _numbers(result["claims_summary"])
+    assert _numbers(again["horizons"]) == _numbers(result["horizons"])
+    assert [c["plateau"] for c in again["claims"]] == [c["plateau"] for c in result["claims"]]
+    assert [(r.levels, r.stats) for r in again["tables"][0][2]] == [(r.levels, r.stats) for r in result["tables"][0][2]]
+    assert (tmp / "again" / "histories.csv").read_text() == (tmp / "out" / "histories.csv").read_text()
+    grids = lambda d: sorted(p.name for p in (d / "grids").iterdir())  # noqa: E731
+    assert grids(tmp / "again") == grids(tmp / "out")
+    assert "without FD histories" not in (tmp / "again" / "report.md").read_text()
+
+
+def test_blocks_in_folders_pool_to_the_report_of_all_their_runs(factorial, tmp_path):
+    """Blocks of seeds reported apart are pooled by ``--from`` into the report of all their runs; a
+    block without histories counts at the final step only; a run in two folders is refused."""
+    _uri, _parent, tmp, result = factorial
+    a, b = _split(tmp / "out", tmp_path / "a", [0, 1]), _split(tmp / "out", tmp_path / "b", [2])
+    pooled = build_report(None, tmp_path / "pooled", folders=[a, b])
+    assert _numbers(pooled["claims_summary"]) == _numbers(result["claims_summary"])
+    assert _numbers(pooled["horizons"]) == _numbers(result["horizons"])
+
+    old = _split(tmp / "out", tmp_path / "old", [2], histories=False)   # written before histories.csv
+    mixed = build_report(None, tmp_path / "mixed", folders=[a, old])
+    finals = lambda rows: [{k: r[k] for k in ("claim", "effect", "lo", "hi", "n_seeds")} for r in rows]  # noqa: E731
+    assert _numbers(finals(mixed["claims_summary"])) == _numbers(finals(result["claims_summary"]))
+    early = [h for h in mixed["horizons"] if h["fraction"] == "1/4"]
+    assert early and all(h["n_paper"] == 2 for h in early)   # seed 2's FD at step 300 is unknown
+    assert all(c["plateau"]["n_runs"] == 2 for c in mixed["claims"])
+    assert "8 of 24 runs without FD histories" in (tmp_path / "mixed" / "report.md").read_text()
+
+    with pytest.raises(UserError, match=r"repeats a run of .*a'; allowed: folders with different seeds"):
+        build_report(None, tmp_path / "twice", folders=[a, _split(tmp / "out", tmp_path / "a2", [1])])
+    with pytest.raises(UserError, match=r"from='.*nowhere': no runs.csv there"):
+        build_report(None, tmp_path / "none", folders=[a, tmp_path / "nowhere"])
+    assert not (tmp_path / "twice").exists() and not (tmp_path / "none").exists()
