@@ -4,6 +4,7 @@ Writes ``report.md``, ``tables.csv``, ``tables.tex``, ``report.html``, ``report.
 and ``forest.png`` to ``--out`` and, for a sweep, logs them as artifacts of its parent run (under
 ``report/``). The method is in docs/report.md.
 """
+import functools
 import json
 import math
 import re
@@ -84,11 +85,11 @@ def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_thresho
     claim_list = load_claims(claims)
     if folders:
         source = FolderRuns(folders)
-        runs, parent, label, history = source.runs, None, source.label, source.history
-        grid_of = lambda run_id, name: source.grid(run_id, name)  # noqa: E731
+        runs, parent, label = source.runs, None, source.label
+        history, grid_of = source.history, source.grid
     else:
         runs, parent, label = data.find_runs(uri, sweep=sweep, experiment=experiment)
-        history, grid_of = None, lambda run_id, name: _store_grid(uri, run_id)  # noqa: E731
+        history, grid_of = None, functools.partial(_store_grid, uri)
     strata = data.strata(runs, pool)
     factors = data.choose_factors(runs, factors, [c.factor for c in claim_list])
     maps = data.level_maps(runs, factors)
@@ -179,7 +180,7 @@ def _scale_md(label, scale, threshold, recs):
             f"n = 1. Diverged, mode collapse, attribute skew: share of runs.")
 
 
-def _store_grid(uri, run_id):
+def _store_grid(uri, run_id, _name):
     """The PNG bytes of the run's last fixed-noise grid in the store, None when it logged none."""
     with tempfile.TemporaryDirectory() as tmp:
         path = data.final_grid(uri, run_id, Path(tmp) / run_id)

@@ -168,8 +168,9 @@ def records(uri, runs, factors, fd_threshold=None, with_history=True, history=No
     at ``uri``; ``FolderRuns.history`` for runs read back from report folders."""
     if history is None:
         c = store.client(uri)
-        history = lambda run_id, k: [(h.step, h.value) for h in sorted(c.get_metric_history(run_id, k),  # noqa: E731
-                                                                       key=lambda h: h.step)]
+
+        def history(run_id, k):
+            return [(h.step, h.value) for h in sorted(c.get_metric_history(run_id, k), key=lambda h: h.step)]
     maps = level_maps(runs, factors)
     out = []
     for r in runs:
