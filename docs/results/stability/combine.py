@@ -10,7 +10,12 @@ never above it). A run that failed (was interrupted) is left out.
 This is the primary metric only, not the report's verdict: the report also needs the FD histories
 (its plateau test and the Holm-corrected secondaries), which runs.csv does not carry.
 
-Usage: python combine.py runs.csv [runs.csv ...]
+``--groups A=0-2,10-13 B=3-9`` adds a secondary check: the same contrast within each group of
+seeds (e.g. the CPU type the block ran on), with its t interval, and Welch's t test of the two
+groups' difference, Holm-corrected over the claims (statsmodels); a check that pooling the groups
+is sound, not a verdict.
+
+Usage: python combine.py runs.csv [runs.csv ...] [--groups NAME=SEEDS NAME=SEEDS]
        python combine.py --replicate a/runs.csv b/runs.csv   (the same seeds run twice: per-run log ratio)
 """
 import math
@@ -53,6 +58,39 @@ def _cell(runs, **levels):
     return runs[mask].set_index("seed")["log_fd"]
 
 
+def _seeds(text):
+    """'0-2,10-13' -> {0, 1, 2, 10, 11, 12, 13}."""
+    out = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out |= set(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def _t_row(diff):
+    n, mean, sd = len(diff), float(diff.mean()), float(diff.std(ddof=1))
+    lo, hi = stats.t.interval(0.95, n - 1, loc=mean, scale=sd / math.sqrt(n))
+    return {"seeds": n, "ratio": math.exp(mean), "lo": math.exp(lo), "hi": math.exp(hi)}
+
+
+def by_group(paths, groups):
+    """Each claim's contrast within each group of seeds, and Welch's t of group A against B
+    (Holm over the claims): [(claim, {group: row}, p, Holm p)]."""
+    from statsmodels.stats.multitest import multipletests
+
+    runs, _ = censored(pd.concat([_load(p, diverged=True) for p in paths]))
+    paper = _cell(runs)
+    out = []
+    for claim, alt in CLAIMS.items():
+        diff = (_cell(runs, **{claim: alt}) - paper).dropna()
+        parts = {name: diff[diff.index.isin(seeds)] for name, seeds in groups.items()}
+        a, b = parts.values()
+        out.append((claim, {name: _t_row(d) for name, d in parts.items()},
+                    float(stats.ttest_ind(a, b, equal_var=False).pvalue)))
+    holm = multipletests([p for *_, p in out], method="holm")[1]
+    return [(claim, rows, p, float(h)) for (claim, rows, p), h in zip(out, holm)]
+
+
 def combined(paths):
     runs, n_censored = censored(pd.concat([_load(p, diverged=True) for p in paths]))
     twice = runs.groupby(["seed", "lr", "beta1", "bn_placement"]).size()
@@ -91,6 +129,13 @@ def main(argv):
                   f"{r.fd_final_b:.1f} (log ratio {r.log_ratio:+.3f})")
         print(f"{len(both)} runs run twice: SD of the log ratio {both['log_ratio'].std(ddof=1):.3f}")
         return 0
+    groups = {}
+    if "--groups" in argv:
+        i = argv.index("--groups")
+        argv, spec = argv[:i], argv[i + 1:]
+        groups = {name: _seeds(seeds) for name, _, seeds in (g.partition("=") for g in spec)}
+        if len(groups) != 2:
+            raise SystemExit("combine.py: --groups takes two NAME=SEEDS (e.g. amd=0-2,10-13 intel=3-9,14-19)")
     if not argv:
         raise SystemExit(__doc__)
     rows, n_censored = combined(argv)
@@ -99,6 +144,11 @@ def main(argv):
               f"paired t p = {r['p']:.4f}, {r['seeds']} seeds ({r['seed_list']}), SD of the log contrast "
               f"{r['sd_diff']:.3f}; alternative runs censored as diverged: {r['censored']}")
     print(f"{n_censored} diverged run(s) censored at the worst finished final FD")
+    for claim, parts, p, holm in by_group(argv, groups) if groups else ():
+        within = "; ".join(f"{name}: x{r['ratio']:.3f} [95 % t: {r['lo']:.3f}, {r['hi']:.3f}], {r['seeds']} seeds"
+                           for name, r in parts.items())
+        print(f"{claim} by group (secondary): {within}; Welch t of the groups' difference p = {p:.3f}, "
+              f"Holm over the claims p = {holm:.3f}")
     return 0
 
 
