@@ -174,10 +174,10 @@ def _scale_md(label, scale, threshold, recs):
             f"{j(scale['eval_n'])} images per evaluation; {scale['runs']} runs ({n_div} diverged, {n_nan} without a "
             f"final FD — all kept and counted in n).\n\n"
             f"FD≤T uses T = {render.fmt(threshold)}: the first evaluated step at or below it, averaged over the runs "
-            f"that reach it (reached/n in brackets). {render.PAPER_MARK} marks the paper's setting (the config's "
-            f"defaults), **bold** the best value of a column. Final FD: geometric mean over the runs with one; its "
-            f"interval is a 95 % t interval on log FD for n ≥ 3 seeds, the two values as a range for n = 2, none for "
-            f"n = 1. Diverged, mode collapse, attribute skew: share of runs.")
+            f"that reach it (in brackets: reached / runs whose FD history is known). {render.PAPER_MARK} marks the "
+            f"paper's setting (the config's defaults), **bold** the best value of a column. Final FD: geometric mean "
+            f"over the runs with one; its interval is a 95 % t interval on log FD for n ≥ 3 seeds, the two values as "
+            f"a range for n = 2, none for n = 1. Diverged, mode collapse, attribute skew: share of runs.")
 
 
 def _store_grid(uri, run_id, _name):

@@ -183,6 +183,7 @@ def records(uri, runs, factors, fd_threshold=None, with_history=True, history=No
                     "seed": r.data.params.get("seed", ""), "params": dict(r.data.params), "values": final_values(r),
                     "metrics": dict(r.data.metrics), "fd_key": key, "history": hist,
                     "status": r.data.tags.get("status", r.info.status.lower()),
+                    "history_known": getattr(r, "history_known", True),
                     "final_step": _number(r.data.tags.get("final_step"))})
     if fd_threshold is None:
         import numpy as np

@@ -73,6 +73,7 @@ class FolderRuns:
             run_id = row["run_id"]
             self.without_history += run_id not in with_history
             runs.append(SimpleNamespace(
+                history_known=run_id in with_history,
                 info=SimpleNamespace(run_id=run_id, status="FINISHED", start_time=len(self.runs) + len(runs)),
                 data=SimpleNamespace(params={"seed": row["seed"], **{k: row[k] for k in params if row[k] != ""}},
                                      metrics={k: v for k, v in values.items() if v is not None},

@@ -33,7 +33,7 @@ def _cell(row, col):
         kind, lo, hi = s[col]
         return {"t": fmt_interval(lo, hi), "range": f"range {fmt(lo)}–{fmt(hi)}"}.get(kind, "–")
     if col == "steps_to_fd":
-        return "–" if not s["n_reached"] else f"{fmt(s[col])} ({s['n_reached']}/{s['n']})"
+        return "–" if not s["n_reached"] else f"{fmt(s[col])} ({s['n_reached']}/{s['n_timed']})"
     if col in RATES:
         return "–" if not math.isfinite(s[col]) else f"{s[col]:.0%}"
     return fmt(s[col])
@@ -79,14 +79,14 @@ def csv_rows(tables):
     w = csv.writer(buf)
     w.writerow(["table", "factors", "levels", "paper_default", "n", "n_fd", "fd_gmean", "fd_interval", "fd_interval_lo",
                 "fd_interval_hi", "fd_best", *[f"{k}_rate" for k in RATES], "sample_oscillation", "fd_volatility",
-                "steps_to_fd", "n_reached", "best_in"])
+                "steps_to_fd", "n_reached", "n_timed", "best_in"])
     for name, factors, rows in tables:
         for r in rows:
             s = r.stats
             kind, lo, hi = s["fd_interval"]
             w.writerow([name, ";".join(factors), ";".join(f"{f}={r.levels[f]}" for f in factors), int(r.paper),
                         s["n"], s["n_fd"], s["fd_gmean"], kind or "none", lo, hi, s["fd_best"], *[s[k] for k in RATES],
-                        s["sample_oscillation"], s["fd_volatility"], s["steps_to_fd"], s["n_reached"],
+                        s["sample_oscillation"], s["fd_volatility"], s["steps_to_fd"], s["n_reached"], s["n_timed"],
                         ";".join(sorted(r.best))])
     return buf.getvalue()
 

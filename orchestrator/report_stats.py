@@ -81,6 +81,7 @@ def cell_stats(records):
         "fd_volatility": mean_or_nan(vals("fd_volatility")),
         "steps_to_fd": float(np.mean(reached)) if reached else math.nan,
         "n_reached": len(reached),
+        "n_timed": sum(1 for r in records if r.get("history_known", True)),   # runs whose FD history is known
     }
 
 

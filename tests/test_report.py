@@ -524,6 +524,9 @@ def test_blocks_in_folders_pool_to_the_report_of_all_their_runs(factorial, tmp_p
     early = [h for h in mixed["horizons"] if h["fraction"] == "1/4"]
     assert early and all(h["n_paper"] == 2 for h in early)   # seed 2's FD at step 300 is unknown
     assert all(c["plateau"]["n_runs"] == 2 for c in mixed["claims"])
+    # steps to FD<=T: reached over the runs whose history is known (seed 2's is not)
+    assert all(r.stats["n"] == 3 and r.stats["n_timed"] == 2 for r in mixed["tables"][0][2])
+    assert all(r.stats["n_timed"] == r.stats["n"] for r in pooled["tables"][0][2])
     assert "8 of 24 runs without FD histories" in (tmp_path / "mixed" / "report.md").read_text()
 
     with pytest.raises(UserError, match=r"repeats a run of .*a'; allowed: folders with different seeds"):
