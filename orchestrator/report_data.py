@@ -23,6 +23,7 @@ HISTORY_KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
 NOT_FD = {"fd_final", "fd_best", "fd_volatility", "fd_last_before_divergence"}
 # What a number was measured at: runs differing in one of these are not pooled (unless --pool).
 SCALE_PARAMS = ("dataset", "image_size", "max_steps", "eval_n")
+DESCRIBED = ("feature_extractor", "batch_size", "ngf", "ndf")   # also in runs.csv: what the report's scale line names
 UNFINISHED = ("RUNNING", "SCHEDULED", "KILLED")   # runs without a result: left out, and counted in the title
 
 

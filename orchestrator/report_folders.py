@@ -11,6 +11,7 @@ horizons (their FD there is unknown), and the report says how many runs that is.
 """
 import csv
 import io
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,6 +19,9 @@ from trainables.errors import UserError
 
 FIXED = ("run_id", "seed", "status", "final_step")   # runs.csv's first columns; params follow, up to fd_key
 HISTORY_COLUMNS = ("run_id", "key", "step", "value")
+# Params that runs.csv files written before they were its columns lack: taken from the folder's
+# report.json scale when it names one value for the whole folder.
+SCALE_FILLED = ("batch_size", "ngf", "ndf")
 
 
 def _number(text):
@@ -55,6 +59,10 @@ class FolderRuns:
                 self.runs.append(run)
         if not self.runs:
             raise UserError(f"from={' '.join(map(str, self.folders))!r}: no runs in their runs.csv")
+        for key in SCALE_FILLED:   # known for some runs only: not known (never a factor with an "(unset)" level)
+            if len({key in run.data.params for run in self.runs}) > 1:
+                for run in self.runs:
+                    run.data.params.pop(key, None)
 
     def _read(self, folder):
         if not (folder / "runs.csv").is_file():
@@ -67,6 +75,11 @@ class FolderRuns:
             for h in _rows(histories, folder, HISTORY_COLUMNS)[0]:
                 self._history.setdefault((h["run_id"], h["key"]), []).append((int(float(h["step"])), float(h["value"])))
                 with_history.add(h["run_id"])
+        scale = {}
+        if (folder / "report.json").is_file():
+            scale = json.loads((folder / "report.json").read_text()).get("scale", {})
+        filled = {k: scale[k][0] for k in SCALE_FILLED
+                  if k not in params and len(scale.get(k) or []) == 1 and scale[k][0] != "?"}
         runs = []
         for row in rows:
             values = {k: _number(row[k]) for k in metrics}
@@ -75,7 +88,8 @@ class FolderRuns:
             runs.append(SimpleNamespace(
                 history_known=run_id in with_history,
                 info=SimpleNamespace(run_id=run_id, status="FINISHED", start_time=len(self.runs) + len(runs)),
-                data=SimpleNamespace(params={"seed": row["seed"], **{k: row[k] for k in params if row[k] != ""}},
+                data=SimpleNamespace(params={"seed": row["seed"], **filled,
+                                             **{k: row[k] for k in params if row[k] != ""}},
                                      metrics={k: v for k, v in values.items() if v is not None},
                                      tags={"status": row["status"], "final_step": row["final_step"]})))
         for hist in self._history.values():
@@ -84,7 +98,9 @@ class FolderRuns:
 
     @property
     def label(self):
-        names = ", ".join(str(f) for f in self.folders)
+        parents = {f.parent for f in self.folders}
+        names = (f"{parents.pop()}/{{{', '.join(f.name for f in self.folders)}}}" if len(parents) == 1 and
+                 len(self.folders) > 1 else ", ".join(str(f) for f in self.folders))
         note = (f" ({self.without_history} of {len(self.runs)} runs without FD histories: in the final-step analysis "
                 "only)") if self.without_history else ""
         return f"report folders {names}{note}"

@@ -6,7 +6,7 @@ import io
 import math
 
 from orchestrator.report_claims import MIN_SEEDS
-from orchestrator.report_data import SCALE_PARAMS
+from orchestrator.report_data import DESCRIBED, SCALE_PARAMS
 from orchestrator.report_model import PLATEAU_MIN_STEPS
 from orchestrator.report_stats import COLUMNS, RATES
 
@@ -94,7 +94,7 @@ def csv_rows(tables):
 def runs_csv(records, factors):
     """One row per run: id, seed, status, final step, every factor's and scale's param, every final
     metric (as the report read it: a diverged run's FD is under fd_last_before_divergence)."""
-    params = list(factors) + [k for k in SCALE_PARAMS + ("feature_extractor",) if k not in factors]
+    params = list(factors) + [k for k in SCALE_PARAMS + DESCRIBED if k not in factors]
     values = sorted({k for r in records for k in r["values"]})
     logged = sorted({k for r in records for k in r.get("metrics", {})} - set(values))
     buf = io.StringIO()

@@ -516,7 +516,14 @@ def test_blocks_in_folders_pool_to_the_report_of_all_their_runs(factorial, tmp_p
     assert _numbers(pooled["claims_summary"]) == _numbers(result["claims_summary"])
     assert _numbers(pooled["horizons"]) == _numbers(result["horizons"])
 
-    old = _split(tmp / "out", tmp_path / "old", [2], histories=False)   # written before histories.csv
+    # Written before histories.csv, and before runs.csv named batch_size, ngf and ndf (its report.json does).
+    old = _split(tmp / "out", tmp_path / "old", [2], histories=False)
+    rows = list(csv.DictReader(io.StringIO((old / "runs.csv").read_text())))
+    with open(old / "runs.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k not in ("batch_size", "ngf", "ndf")], extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    (old / "report.json").write_text((tmp / "out" / "report.json").read_text())
     mixed = build_report(None, tmp_path / "mixed", folders=[a, old])
     final = ("claim", "effect", "lo", "hi", "n_seeds")
     assert (_numbers([{k: r[k] for k in final} for r in mixed["claims_summary"]])
@@ -527,7 +534,9 @@ def test_blocks_in_folders_pool_to_the_report_of_all_their_runs(factorial, tmp_p
     # steps to FD<=T: reached over the runs whose history is known (seed 2's is not)
     assert all(r.stats["n"] == 3 and r.stats["n_timed"] == 2 for r in mixed["tables"][0][2])
     assert all(r.stats["n_timed"] == r.stats["n"] for r in pooled["tables"][0][2])
-    assert "8 of 24 runs without FD histories" in (tmp_path / "mixed" / "report.md").read_text()
+    md = (tmp_path / "mixed" / "report.md").read_text()
+    assert f"report folders {tmp_path}/{{a, old}} (8 of 24 runs without FD histories" in md
+    assert "ngf 16 / ndf 16, batch 64," in md   # the old folder's from its report.json
 
     with pytest.raises(UserError, match=r"repeats a run of .*a'; allowed: folders with different seeds"):
         build_report(None, tmp_path / "twice", folders=[a, _split(tmp / "out", tmp_path / "a2", [1])])
