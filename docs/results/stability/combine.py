@@ -68,21 +68,25 @@ def _seeds(text):
 
 
 def _t_row(diff):
+    """The mean log contrast over seeds as a ratio, its 95 % t interval, the SD."""
     n, mean, sd = len(diff), float(diff.mean()), float(diff.std(ddof=1))
     lo, hi = stats.t.interval(0.95, n - 1, loc=mean, scale=sd / math.sqrt(n))
-    return {"seeds": n, "ratio": math.exp(mean), "lo": math.exp(lo), "hi": math.exp(hi)}
+    return {"seeds": n, "ratio": math.exp(mean), "lo": math.exp(lo), "hi": math.exp(hi), "sd_diff": sd}
 
 
-def by_group(paths, groups):
+def contrasts(runs):
+    """{claim: log FD of its alternative cell minus the paper's, per seed with both cells finished}."""
+    paper = _cell(runs)
+    return {claim: (_cell(runs, **{claim: alt}) - paper).dropna() for claim, alt in CLAIMS.items()}
+
+
+def by_group(diffs, groups):
     """Each claim's contrast within each group of seeds, and Welch's t of group A against B
     (Holm over the claims): [(claim, {group: row}, p, Holm p)]."""
     from statsmodels.stats.multitest import multipletests
 
-    runs, _ = censored(pd.concat([_load(p, diverged=True) for p in paths]))
-    paper = _cell(runs)
     out = []
-    for claim, alt in CLAIMS.items():
-        diff = (_cell(runs, **{claim: alt}) - paper).dropna()
+    for claim, diff in diffs.items():
         parts = {name: diff[diff.index.isin(seeds)] for name, seeds in groups.items()}
         a, b = parts.values()
         out.append((claim, {name: _t_row(d) for name, d in parts.items()},
@@ -92,25 +96,21 @@ def by_group(paths, groups):
 
 
 def combined(paths):
+    """(rows, contrasts, runs censored): the primary metric per claim over the files' seeds."""
     runs, n_censored = censored(pd.concat([_load(p, diverged=True) for p in paths]))
     twice = runs.groupby(["seed", "lr", "beta1", "bn_placement"]).size()
     if (twice > 1).any():
         print(f"combine.py: seeds {sorted({s for s, *_ in twice[twice > 1].index})} appear in more than one "
               "file; a seed is one unit (compare re-runs with --replicate)", file=sys.stderr)
         sys.exit(2)
-    paper = _cell(runs)
+    diffs = contrasts(runs)
     rows = []
-    for claim, alt in CLAIMS.items():
-        diff = (_cell(runs, **{claim: alt}) - paper).dropna()   # seeds with both cells finished
-        n = len(diff)
-        mean, sd = float(diff.mean()), float(diff.std(ddof=1))
-        lo, hi = stats.t.interval(0.95, n - 1, loc=mean, scale=sd / math.sqrt(n))
-        p = float(stats.ttest_1samp(diff, 0.0).pvalue)
+    for claim, diff in diffs.items():
         cens = runs[(runs["diverged"] == 1.0) & runs["seed"].isin(diff.index)]
-        rows.append({"claim": claim, "seeds": n, "censored": int(_cell(cens, **{claim: alt}).size),
-                     "ratio": math.exp(mean), "lo": math.exp(lo), "hi": math.exp(hi),
-                     "p": p, "sd_diff": sd, "seed_list": ",".join(str(s) for s in sorted(diff.index))})
-    return rows, n_censored
+        rows.append({"claim": claim, **_t_row(diff), "censored": int(_cell(cens, **{claim: CLAIMS[claim]}).size),
+                     "p": float(stats.ttest_1samp(diff, 0.0).pvalue),
+                     "seed_list": ",".join(str(s) for s in sorted(diff.index))})
+    return rows, diffs, n_censored
 
 
 def replicate(path_a, path_b):
@@ -138,13 +138,13 @@ def main(argv):
             raise SystemExit("combine.py: --groups takes two NAME=SEEDS (e.g. amd=0-2,10-13 intel=3-9,14-19)")
     if not argv:
         raise SystemExit(__doc__)
-    rows, n_censored = combined(argv)
+    rows, diffs, n_censored = combined(argv)
     for r in rows:
         print(f"{r['claim']}: final FD alt/paper x{r['ratio']:.3f} [95 % t: {r['lo']:.3f}, {r['hi']:.3f}], "
               f"paired t p = {r['p']:.4f}, {r['seeds']} seeds ({r['seed_list']}), SD of the log contrast "
               f"{r['sd_diff']:.3f}; alternative runs censored as diverged: {r['censored']}")
     print(f"{n_censored} diverged run(s) censored at the worst finished final FD")
-    for claim, parts, p, holm in by_group(argv, groups) if groups else ():
+    for claim, parts, p, holm in by_group(diffs, groups) if groups else ():
         within = "; ".join(f"{name}: x{r['ratio']:.3f} [95 % t: {r['lo']:.3f}, {r['hi']:.3f}], {r['seeds']} seeds"
                            for name, r in parts.items())
         print(f"{claim} by group (secondary): {within}; Welch t of the groups' difference p = {p:.3f}, "
