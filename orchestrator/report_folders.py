@@ -44,19 +44,20 @@ class FolderRuns:
     def __init__(self, folders):
         self.folders = [Path(f) for f in folders]
         self.runs, self.folder_of, self._history = [], {}, {}
-        self.without_history = 0
-        seen = {}
+        seen = {}   # a run's params, seed included -> its folder
         for folder in self.folders:
             for run in self._read(folder):
-                key = (run.data.params.get("seed"), tuple(sorted(run.data.params.items())))
+                key = tuple(sorted(run.data.params.items()))
                 if key in seen or run.info.run_id in self.folder_of:
                     where = seen.get(key, self.folder_of.get(run.info.run_id))
-                    raise UserError(f"from={str(folder)!r}: run {run.info.run_id[:8]} (seed {key[0]}) repeats a run "
-                                    f"of {str(where)!r}; allowed: folders with different seeds or settings "
-                                    "(a seed counts once)")
+                    raise UserError(f"from={str(folder)!r}: run {run.info.run_id[:8]} (seed "
+                                    f"{run.data.params['seed']}) repeats a run of {str(where)!r}; allowed: folders "
+                                    "with different seeds or settings (a seed counts once)")
                 seen[key] = folder
                 self.folder_of[run.info.run_id] = folder
                 self.runs.append(run)
+        for hist in self._history.values():
+            hist.sort()
         if not self.runs:
             raise UserError(f"from={' '.join(map(str, self.folders))!r}: no runs in their runs.csv")
         for key in SCALE_FILLED:   # known for some runs only: not known (never a factor with an "(unset)" level)
@@ -84,7 +85,6 @@ class FolderRuns:
         for row in rows:
             values = {k: _number(row[k]) for k in metrics}
             run_id = row["run_id"]
-            self.without_history += run_id not in with_history
             runs.append(SimpleNamespace(
                 history_known=run_id in with_history,
                 info=SimpleNamespace(run_id=run_id, status="FINISHED", start_time=len(self.runs) + len(runs)),
@@ -92,8 +92,6 @@ class FolderRuns:
                                              **{k: row[k] for k in params if row[k] != ""}},
                                      metrics={k: v for k, v in values.items() if v is not None},
                                      tags={"status": row["status"], "final_step": row["final_step"]})))
-        for hist in self._history.values():
-            hist.sort()
         return runs
 
     @property
@@ -101,8 +99,9 @@ class FolderRuns:
         parents = {f.parent for f in self.folders}
         names = (f"{parents.pop()}/{{{', '.join(f.name for f in self.folders)}}}" if len(parents) == 1 and
                  len(self.folders) > 1 else ", ".join(str(f) for f in self.folders))
-        note = (f" ({self.without_history} of {len(self.runs)} runs without FD histories: in the final-step analysis "
-                "only)") if self.without_history else ""
+        without = sum(not run.history_known for run in self.runs)
+        note = (f" ({without} of {len(self.runs)} runs without FD histories: in the final-step analysis "
+                "only)") if without else ""
         return f"report folders {names}{note}"
 
     def history(self, run_id, key):
