@@ -133,9 +133,14 @@ def main(argv):
     if "--groups" in argv:
         i = argv.index("--groups")
         argv, spec = argv[:i], argv[i + 1:]
-        groups = {name: _seeds(seeds) for name, _, seeds in (g.partition("=") for g in spec)}
+        try:
+            groups = {name: _seeds(seeds) for name, _, seeds in (g.partition("=") for g in spec)}
+        except ValueError:
+            groups = {}
         if len(groups) != 2:
-            raise SystemExit("combine.py: --groups takes two NAME=SEEDS (e.g. amd=0-2,10-13 intel=3-9,14-19)")
+            print(f"combine.py: --groups={' '.join(spec)!r} is not allowed: two NAME=SEEDS "
+                  "(e.g. amd=0-2,10-13 intel=3-9,14-19)", file=sys.stderr)
+            return 2
     if not argv:
         raise SystemExit(__doc__)
     rows, diffs, n_censored = combined(argv)
