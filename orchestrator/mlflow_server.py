@@ -1,7 +1,12 @@
 """A local MLflow tracking server on 127.0.0.1 for the length of a sweep.
 
-Concurrent trials writing one SQLite file directly can hit "database is locked"; through one
-server process, writes are serialised by the server and every trial only speaks HTTP.
+Concurrent trials writing one SQLite file directly can hit "database is locked"; every trial
+speaks HTTP to one server instead. That server answers one request at a time (one gunicorn sync
+worker, one thread), so it holds one SQLite connection at a time. MLflow's default uvicorn server
+runs each request in a pool of threads, each with its own connection; two of them can meet on the
+file's lock, and one gets "database is locked" at once (SQLite returns it without waiting where
+waiting could deadlock). MLflow's client retries that, so nothing was lost, but the lock was there:
+CI saw it 4 times in 8,000 metric writes on a loaded machine.
 """
 import os
 import socket
@@ -21,6 +26,13 @@ def free_port():
         return s.getsockname()[1]
 
 
+# One sync worker, one thread: requests are served in turn (see the module's docstring). No
+# worker timeout: a long search on a big store is not a hung worker, and a killed worker would
+# drop the requests queued behind it. At the end, 5 s for the request in hand. No control socket:
+# gunicorn 26 makes one at one path per user (~/.gunicorn/gunicorn.ctl), which two sweeps would share.
+GUNICORN_OPTS = "--threads 1 --timeout 0 --graceful-timeout 5 --no-control-socket"
+
+
 @contextmanager
 def local_server(backend_uri, artifact_root, log_path, timeout_s=300):
     """Serve ``backend_uri`` on 127.0.0.1; yields the server's http URI. A loaded machine can take
@@ -37,7 +49,7 @@ def starting_server(backend_uri, artifact_root, log_path, timeout_s=300):
     port = free_port()
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
            "--default-artifact-root", artifact_root, "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "1"]
+           "--workers", "1", "--gunicorn-opts", GUNICORN_OPTS]
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     # No MLflow 3 job runner (a huey consumer and its runner: two more processes, ~470 MB, seconds
     # of start-up): a sweep submits no server jobs.
