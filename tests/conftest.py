@@ -6,6 +6,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# The suite runs more torch threads than the machine has cores (two test processes, three slow
+# lanes, trials inside them). OpenMP's threads spin while they wait for work by default, which
+# then burns the cores another process needs; told to sleep instead, the fast tier took 130 s, not
+# 150 s, and 13 % less CPU (254 s against 292 s). Set before torch loads here (every process the
+# tests start inherits it); the results do not change: only how an idle thread waits.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).parent))  # tests/fake_datasets.py, by plain import
 
 
