@@ -110,6 +110,13 @@ CASES = [
     ("sweep-trial-fits-no-node", ["sweep", "--preset", "smoke", "--set", "cpus_per_worker=64"],
      "cpus_per_worker=64", None, NO_RAY),   # refused after Ray and the MLflow server have started
     ("sweep-zero-lr", ["sweep", "--preset", "smoke", "--set", "lr=0"], "lr=0", None, {}),
+    ("sweep-unknown-search", ["sweep", "--search", "bayes"], "search='bayes'", None, {}),
+    ("sweep-grid-with-samples", ["sweep", "--preset", "quick", "--space", "paper-claims", "--search", "grid",
+                                 "--num-samples", "3"], "num-samples=3", None, {}),
+    ("sweep-claims-space-by-tpe", ["sweep", "--preset", "quick", "--space", "paper-claims", "--search", "tpe"],
+     "paper-claims", None, {}),
+    ("sweep-zero-seeds", ["sweep", "--preset", "smoke", "--seeds", "0"], "seeds=0", None, {}),
+    ("sweep-unreachable-ray", ["sweep", "--preset", "smoke"], "RAY_ADDRESS", None, {"RAY_ADDRESS": "127.0.0.1:1"}),
     # evaluate, sample, ui
     ("evaluate-unknown-run", ["evaluate", "--run", UNKNOWN_RUN], UNKNOWN_RUN, _store, {}),
     ("evaluate-no-store", ["evaluate", "--run", UNKNOWN_RUN], "no tracking store", None, {}),

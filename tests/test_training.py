@@ -62,6 +62,11 @@ def test_same_seed_same_curve_through_ray(ray_local, mlflow_uri, tmp_path):
     stalled = [f.name for f in logs.rglob("*") if f.is_file() and f.suffix in (".log", ".err", ".out")
                and "Failed to stop PlacementGroupCleaner" in f.read_text(errors="replace")]
     assert not stalled, stalled
+    # A local Ray starts no preemption watcher (orchestrator/ray_run.py): no worker log names one, while
+    # the Train controllers' do (Ray writes ":actor_name:CLASS" into each actor's log).
+    actors = {line.strip() for f in logs.glob("worker-*") for line in f.read_text(errors="replace").splitlines()
+              if line.startswith(":actor_name:")}
+    assert ":actor_name:TrainController" in actors and ":actor_name:PreemptionWatcher" not in actors, actors
 
 
 @pytest.mark.parametrize("placement", ["paper", "all"])
