@@ -26,6 +26,11 @@ def free_port():
         return s.getsockname()[1]
 
 
+# No MLflow 3 job runner (a huey consumer and its runner: two more processes, ~470 MB, seconds of
+# start-up, 28 of the outage test's 83 CPU seconds): it serves GenAI jobs (scorers, issue
+# detection), and this project submits none. For every server this project starts.
+NO_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
 # One sync worker, one thread: requests are served in turn (see the module's docstring). No
 # worker timeout: a long search on a big store is not a hung worker, and a killed worker would
 # drop the requests queued behind it. At the end, 5 s for the request in hand. No control socket:
@@ -51,9 +56,7 @@ def starting_server(backend_uri, artifact_root, log_path, timeout_s=300):
            "--default-artifact-root", artifact_root, "--host", "127.0.0.1", "--port", str(port),
            "--workers", "1", "--gunicorn-opts", GUNICORN_OPTS]
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    # No MLflow 3 job runner (a huey consumer and its runner: two more processes, ~470 MB, seconds
-    # of start-up): a sweep submits no server jobs.
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {**os.environ, **NO_JOB_RUNNER}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
     uri = f"http://127.0.0.1:{port}"

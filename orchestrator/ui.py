@@ -52,13 +52,11 @@ def serve(uri, port, no_browser):
     """Run ``mlflow ui`` until Ctrl-C; print the links once it answers."""
     import subprocess
 
-    from orchestrator.mlflow_server import _die_with_parent, wait_healthy
+    from orchestrator.mlflow_server import NO_JOB_RUNNER, _die_with_parent, wait_healthy
 
     base = f"http://127.0.0.1:{port}"
     print(f"MLflow UI for {uri} at {base} (Ctrl-C to stop)", flush=True)
-    # No MLflow job runner: it serves GenAI jobs (scorers, issue detection) with a process pool
-    # of its own, and this project starts none.
-    proc = subprocess.Popen(ui_command(uri, port), env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    proc = subprocess.Popen(ui_command(uri, port), env={**os.environ, **NO_JOB_RUNNER},
                             preexec_fn=_die_with_parent)
     try:
         wait_healthy(base, proc, 300, "the output above")

@@ -27,15 +27,14 @@ def _env(**extra):
 
 
 def _mlflow_server(port, backend, artifacts, log):
-    """A real ``mlflow server`` on 127.0.0.1:port, up and answering when this returns. Without
-    MLflow 3's job runner, as every server dcgan-lab starts: its huey consumer alone took 28 of
-    this test's 83 CPU seconds, and a run logs no server jobs."""
-    from orchestrator.mlflow_server import wait_healthy
+    """A real ``mlflow server`` on 127.0.0.1:port, up and answering when this returns; without
+    MLflow 3's job runner, as every server dcgan-lab starts (NO_JOB_RUNNER)."""
+    from orchestrator.mlflow_server import NO_JOB_RUNNER, wait_healthy
 
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend, "--default-artifact-root",
            artifacts, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     proc = subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
-                            env=_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))
+                            env=_env(**NO_JOB_RUNNER))
     wait_healthy(f"http://127.0.0.1:{port}", proc, 180, log)
     return proc
 

@@ -9,6 +9,7 @@ every smoke run, with or without the dashboard). Here the controller sends the s
 The cleaner still stops itself; were it to outlive the controller first, it finds the placement
 group already removed (the controller removes it on a clean shutdown) and exits.
 """
+import importlib.util
 import logging
 import sys
 
@@ -34,12 +35,9 @@ class _PatchOnImport:
     def find_spec(self, name, path, target=None):
         if name != CALLBACKS:
             return None
-        sys.meta_path.remove(self)   # one module, once
-        for finder in sys.meta_path:
-            spec = finder.find_spec(name, path, target) if hasattr(finder, "find_spec") else None
-            if spec is not None and spec.loader is not None:
-                break
-        else:
+        sys.meta_path.remove(self)   # one module, once; found as without this finder
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
             return None
         run_module = spec.loader.exec_module
 
