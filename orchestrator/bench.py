@@ -72,8 +72,8 @@ def cmd_bench(args):
     if "gpu" in parts and args.device != "cuda":
         raise UserError("parts='gpu' is not allowed with --device cpu: it measures a CUDA device (--device cuda)")
     levers = {name: LEVERS[name] for name in _names("levers", args.levers, LEVERS)}
-    if "as trained" not in levers:
-        levers = {"as trained": {}, **levers}   # what every lever is compared with
+    if "reference" not in levers:
+        levers = {"reference": {}, **levers}   # what every lever is compared with
     if args.skip_ray:
         parts = [s for s in parts if s not in ("ray", "sweep")]
     if args.steps < 3:

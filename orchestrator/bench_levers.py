@@ -2,8 +2,8 @@
 size, interleaved, with what each lever does to the losses.
 
 Every variant trains its own copy of the same nets (same seed, same real batch, the same noise
-stream step by step), so after the timing their loss sequences can be compared with the step as
-trained: bit for bit, or by how far they drift. The variants run in turn, ``rounds`` times, and
+stream step by step), so after the timing their loss sequences can be compared with the reference
+step's: bit for bit, or by how far they drift. The variants run in turn, ``rounds`` times, and
 each keeps its median rate: load that drifts during the measurement hits all of them alike.
 """
 import contextlib
@@ -12,15 +12,17 @@ import time
 
 from orchestrator.config import resolve_config
 
-# name -> what differs from the step as trained (1 thread, foreach Adam, contiguous, eager, fp32).
+# name -> what differs from the reference: the paper's fp32 step as the `stability` preset trains it (1
+# thread, foreach Adam, contiguous, eager, fp32; `quick` and `search` add channels_last).
 LEVERS = {
-    "as trained": {},
+    "reference": {},
     "channels_last": {"channels_last": True},
     "oneDNN off": {"mkldnn": False},
     "fused Adam": {"adam": "fused"},
     "for-loop Adam": {"adam": "for-loop"},
     "2 threads": {"threads": 2},
     "torch.compile": {"compile": True},
+    "channels_last + compile": {"channels_last": True, "compile": True},
     "bf16 autocast": {"bf16": True},
 }
 
@@ -72,9 +74,9 @@ class Variant:
 
 
 def lever_throughput(overrides, steps=20, rounds=4, warmup=2, levers=LEVERS):
-    """{lever: images/s (median over rounds), steps timed, and its losses against the step as
-    trained} at one size; ``steps`` timed steps per variant in all, spread over ``rounds``.
-    ``levers`` must hold "as trained", the reference."""
+    """{lever: images/s (median over rounds), steps timed, and its losses against the reference
+    step's} at one size; ``steps`` timed steps per variant in all, spread over ``rounds``.
+    ``levers`` must hold "reference", the step every lever is compared with."""
     import torch
 
     cfg = resolve_config("smoke", {**overrides, "max_steps": steps})
@@ -82,8 +84,8 @@ def lever_throughput(overrides, steps=20, rounds=4, warmup=2, levers=LEVERS):
     real = real * 2 - 1
     prev = torch.get_num_threads()
     variants = {name: Variant(cfg, lever, real) for name, lever in levers.items()}
-    for v in variants.values():
-        v.run(warmup)   # torch.compile compiles here
+    # torch.compile compiles here (Inductor's on-disk cache, when warm, makes it much shorter).
+    warmup_s = {name: v.run(warmup) for name, v in variants.items()}
     per_round = -(-steps // rounds)
     rates = {name: [] for name in variants}
     names = list(variants)
@@ -91,13 +93,13 @@ def lever_throughput(overrides, steps=20, rounds=4, warmup=2, levers=LEVERS):
         for name in names[r % len(names):] + names[:r % len(names)]:   # a different order each round
             rates[name].append(per_round * cfg.batch_size / variants[name].run(per_round))
     torch.set_num_threads(prev)
-    base = variants["as trained"].losses
+    base = variants["reference"].losses
     return {name: {"images_per_s": statistics.median(rates[name]), "steps_timed": per_round * rounds,
-                   **loss_drift(v.losses, base)} for name, v in variants.items()}
+                   "warmup_s": warmup_s[name], **loss_drift(v.losses, base)} for name, v in variants.items()}
 
 
 def loss_drift(losses, base):
-    """How the losses differ from the step as trained's: bit for bit equal, the largest relative
+    """How the losses differ from the reference's: bit for bit equal, the largest relative
     difference at the first step (the lever's own rounding) and at the last (after the steps
     between have compounded it)."""
     def rel(a, b):
@@ -109,10 +111,11 @@ def loss_drift(losses, base):
 
 def print_levers(levers):
     for size, variants in levers.items():
-        base, steps = variants["as trained"]["images_per_s"], variants["as trained"]["steps_timed"]
+        base, steps = variants["reference"]["images_per_s"], variants["reference"]["steps_timed"]
         print(f"CPU levers, {size} size ({steps} steps per variant, interleaved; median of rounds):")
-        print(f"  {'lever':<16}{'img/s':>9}{'vs trained':>12}{'losses':>9}{'rel diff step 1':>17}{'last':>10}")
+        print(f"  {'lever':<24}{'img/s':>9}{'vs reference':>14}{'warm-up s':>11}{'losses':>9}{'rel diff step 1':>17}"
+              f"{'last':>10}")
         for name, v in variants.items():
             same = "equal" if v["losses_equal"] else "differ"
-            print(f"  {name:<16}{v['images_per_s']:>9.1f}{v['images_per_s'] / base:>11.2f}x{same:>9}"
+            print(f"  {name:<24}{v['images_per_s']:>9.1f}{v['images_per_s'] / base:>13.2f}x{v['warmup_s']:>11.1f}{same:>9}"
                   f"{v['first_step_rel_diff']:>17.1e}{v['last_step_rel_diff']:>10.1e}")

@@ -1,11 +1,12 @@
-"""Stability metrics on constructed histories with known answers (the quick preset's schedule:
-1,200 steps, losses every 20, fixed-noise samples every 30, FD every 60), and on the real
-faces evaluator's features of rendered faces."""
+"""Stability metrics on constructed histories with known answers (the quick preset's schedule, read
+from the preset: 1,200 steps, losses every 20, fixed-noise samples every 30, FD every 80), and on
+the real faces evaluator's features of rendered faces."""
 import math
 
 import pytest
 import torch
 
+from orchestrator.config import resolve_config
 from trainables.metrics.stability import (
     ATTRIBUTE_SKEW,
     DIVERGE_FD_RATIO,
@@ -24,7 +25,8 @@ from trainables.metrics.stability import (
     stability_metrics,
 )
 
-END, LOG, SAMPLE, EVAL = 1200, 20, 30, 60
+QUICK = resolve_config("quick", {})
+END, LOG, SAMPLE, EVAL = QUICK.max_steps, QUICK.log_every, QUICK.sample_every, QUICK.eval_every
 N, D = 16, 32          # samples in the fixed-noise grid, feature dimension
 
 
@@ -110,11 +112,16 @@ def _late_divergence(t):
     return 250 - 200 * min(t, 600) / 600 if t < 780 else 160 + (t - 780) / 10
 
 
+# The first evaluation with FD up for good, and the first one DIVERGE_STEPS or more after it.
+UP = next(t for t in _steps(EVAL) if t >= 780)
+DECIDED = next(t for t in _steps(EVAL) if t >= UP + DIVERGE_STEPS)
+
+
 def test_a_run_that_diverges_late_is_flagged_at_the_right_step():
     values, _ = metrics(fd=_late_divergence)
     assert values[DIVERGED] == 1.0
-    assert values[DIVERGED_STEP] == 780 + DIVERGE_STEPS     # decided once FD has stayed up for DIVERGE_STEPS
-    assert values[FD_LAST_BEFORE_DIVERGENCE] == pytest.approx(50.0)   # the evaluation at step 720
+    assert values[DIVERGED_STEP] == DECIDED     # decided once FD has stayed up for DIVERGE_STEPS
+    assert values[FD_LAST_BEFORE_DIVERGENCE] == pytest.approx(50.0)   # the evaluation before UP
 
 
 def test_the_loop_decides_divergence_on_a_prefix_as_on_the_whole_history():
@@ -122,7 +129,7 @@ def test_the_loop_decides_divergence_on_a_prefix_as_on_the_whole_history():
     steps, fd = evals["step"], evals["fd"]
     decided = [fd_divergence(steps[:i], fd[:i]) for i in range(1, len(steps) + 1)]
     first = next(i for i, d in enumerate(decided) if d is not None)
-    assert steps[first] == 780 + DIVERGE_STEPS and decided[-1] == decided[first]
+    assert steps[first] == DECIDED and decided[-1] == decided[first]
 
 
 def test_a_spike_or_a_slow_rise_is_not_divergence():
