@@ -180,13 +180,12 @@ def step_throughput(overrides, steps, device="cpu"):
     torch.manual_seed(0)
     netG, netD = (n.to(device) for n in build_models(cfg))
     step = GANStep(netG, netD, *make_optimizers(cfg, netG, netD), cfg.nz, cfg.z_dist)
-    project = _rate(lambda i: step(real, noise_generator(0, 0, i)), steps, cfg.batch_size,
-                    sync=lambda out: out["loss_d"].item())
-
     torch.manual_seed(0)
-    netG, netD = (n.to(device) for n in build_models(cfg))
-    plain_step = plain_loop_step(netG, netD, cfg, real)
-    plain = _rate(plain_step, steps, cfg.batch_size, sync=lambda out: out)
+    netG2, netD2 = (n.to(device) for n in build_models(cfg))
+    plain_step = plain_loop_step(netG2, netD2, cfg, real)
+    project, plain = _interleaved_rates([(lambda i: step(real, noise_generator(0, 0, i)),
+                                          lambda out: out["loss_d"].item()),
+                                         (plain_step, lambda out: out)], steps, cfg.batch_size)
     gflop_per_image = flops_per_image(cfg) / 1e9
     return {"batch_size": cfg.batch_size, "image_size": cfg.image_size, "project_images_per_s": project,
             "plain_images_per_s": plain, "ratio": project / plain,
@@ -221,14 +220,25 @@ def plain_loop_step(netG, netD, cfg, real):
     return one_step
 
 
-def _rate(fn, steps, batch_size, sync, warmup=3):
-    for i in range(warmup):
-        sync(fn(i))
-    t = time.perf_counter()
-    for i in range(steps):
-        out = fn(i)
-    sync(out)
-    return steps * batch_size / (time.perf_counter() - t)
+def _interleaved_rates(loops, steps, batch_size, rounds=4, warmup=3):
+    """Images/s of each ``(fn, sync)`` loop: ``steps`` timed steps each, in ``rounds`` turns that
+    alternate between the loops (load that drifts hits all alike); the median turn of each."""
+    for fn, sync in loops:
+        for i in range(warmup):
+            sync(fn(i))
+    per_round = -(-steps // rounds)
+    rates = [[] for _ in loops]
+    for r in range(rounds):
+        order = list(range(len(loops)))
+        order = order[r % len(order):] + order[:r % len(order)]
+        for k in order:
+            fn, sync = loops[k]
+            t = time.perf_counter()
+            for i in range(per_round):
+                out = fn(warmup + r * per_round + i)
+            sync(out)
+            rates[k].append(per_round * batch_size / (time.perf_counter() - t))
+    return [statistics.median(r) for r in rates]
 
 
 def eval_cost():

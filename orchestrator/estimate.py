@@ -15,22 +15,28 @@ def measured_trial(cfg, device="cpu"):
     """Seconds per training step and per evaluation for ``cfg`` on this machine."""
     import torch
 
-    from orchestrator.bench import _rate
+    from orchestrator.bench import _interleaved_rates
+    from trainables.accel import convert_net
     from trainables.metrics.evaluate import fd_speed
     from trainables.metrics.evaluators import evaluator_cached
     from trainables.models import build_models
-    from trainables.step import GANStep, make_optimizers, noise_generator
+    from trainables.step import GANStep, StepMode, make_optimizers, noise_generator
 
     torch.manual_seed(0)
     real = torch.rand(cfg.batch_size, cfg.nc, cfg.image_size, cfg.image_size, device=device) * 2 - 1
-    netG, netD = (n.to(device) for n in build_models(cfg))
-    step = GANStep(netG, netD, *make_optimizers(cfg, netG, netD), cfg.nz, cfg.z_dist)
-    images_per_s = _rate(lambda i: step(real, noise_generator(0, 0, i)), STEPS, cfg.batch_size,
-                         sync=lambda out: out["loss_d"].item())
-    step_s = cfg.batch_size / images_per_s
-    eval_s = 0.0 if not cfg.eval_every else None
-    if cfg.eval_every and _space(cfg) == "domain" and evaluator_cached(cfg.dataset, cfg.image_size, nc=cfg.nc):
-        eval_s = fd_speed(cfg.dataset, cfg.image_size, cfg.eval_n, ngf=cfg.ngf, device=device)["seconds"]
+    netG, netD = (convert_net(cfg, 1, n.to(device)) for n in build_models(cfg))   # the trial's layout
+    step = GANStep(netG, netD, *make_optimizers(cfg, netG, netD), cfg.nz, cfg.z_dist, StepMode.of(cfg, device))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.cpus_per_worker)   # a trial's torch threads (trainables.loop)
+    try:
+        (images_per_s,) = _interleaved_rates([(lambda i: step(real, noise_generator(0, 0, i)),
+                                               lambda out: out["loss_d"].item())], STEPS, cfg.batch_size, rounds=1)
+        step_s = cfg.batch_size / images_per_s
+        eval_s = 0.0 if not cfg.eval_every else None
+        if cfg.eval_every and _space(cfg) == "domain" and evaluator_cached(cfg.dataset, cfg.image_size, nc=cfg.nc):
+            eval_s = fd_speed(cfg.dataset, cfg.image_size, cfg.eval_n, ngf=cfg.ngf, device=device)["seconds"]
+    finally:
+        torch.set_num_threads(threads)
     return {"step_seconds": step_s, "eval_seconds": eval_s}
 
 
