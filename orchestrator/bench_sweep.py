@@ -92,9 +92,15 @@ def breakdown(uri, t0, t_end, slots):
             total[p] += m[f"perf_{p}_s"]
     capacity = slots * (t_end - t0)
     total["idle"] = capacity - sum(total.values())
+    # The tail: once no trial is left to launch, each slot whose trial has ended stays empty until
+    # the last trial ends. It is part of "idle"; with trials of unequal length (a diverged trial
+    # stops early) no order of the same trials avoids all of it.
+    ends = sorted(r.info.end_time / 1000 for r in trials)
+    tail = sum(ends[-1] - e for e in ends[-slots:-1])
     return {"trials": len(trials), "slots": slots, "wall_s": t_end - t0, "driver_s": driver,
             "slot_seconds": total, "fraction": {k: v / capacity for k, v in total.items()},
-            "step_fraction": total["step"] / capacity,
+            "step_fraction": total["step"] / capacity, "tail_idle_s": tail,
+            "step_fraction_without_tail": total["step"] / (capacity - tail),
             "trial_startup_s_mean": _mean(x["startup_s"] for x in per_trial),
             "trial_startup_s_after_first": _mean(x["startup_s"] for x in per_trial[slots:]),
             "per_trial": per_trial}
@@ -160,6 +166,8 @@ def print_sweep(s):
     print(f"  {'slot time':<16}{'s':>8}{'share':>8}")
     for k, v in s["slot_seconds"].items():
         print(f"  {k:<16}{v:>8.1f}{s['fraction'][k]:>8.1%}")
+    print(f"  of idle, the tail (slots empty while the last trials finish): {s['tail_idle_s']:.1f} s; steps "
+          f"{s['step_fraction_without_tail']:.1%} of the slot time without it")
     print(f"  trial start-up per trial (launch -> first step): {s['trial_startup_s_mean']:.1f} s; after the first "
           f"{s['slots']}: {s['trial_startup_s_after_first']:.1f} s")
     for i, t in enumerate(s["per_trial"]):

@@ -39,14 +39,18 @@ def test_step_is_deterministic_in_process():
 
 
 def test_same_seed_same_curve_through_ray(ray_local, mlflow_uri, tmp_path):
-    """Same seed, same curve, whether batches come from the data cache (run a) or the loader (b)."""
+    """Same seed, same curve, whether batches come from the data cache (run a) or the loader (b), and
+    in the channels_last layout the quick preset trains in (d, e)."""
     run_a, status_a = run_training(_smoke(mlflow_uri, tmp_path))
     run_b, status_b = run_training(_smoke(mlflow_uri, tmp_path, data_cache=False))
     run_c, _ = run_training(_smoke(mlflow_uri, tmp_path, seed=1))
-    assert status_a == status_b == "finished"
-    a, b, c = (_history(mlflow_uri, r) for r in (run_a, run_b, run_c))
+    run_d, status_d = run_training(_smoke(mlflow_uri, tmp_path, channels_last=True))
+    run_e, _ = run_training(_smoke(mlflow_uri, tmp_path, channels_last=True, data_cache=False))
+    assert status_a == status_b == status_d == "finished"
+    a, b, c, d, e = (_history(mlflow_uri, r) for r in (run_a, run_b, run_c, run_d, run_e))
     assert a == b  # bitwise equal floats, step by step
     assert a != c
+    assert d == e
     run = MlflowClient(mlflow_uri).get_run(run_a)
     assert run.data.params["seed"] == "0" and run.data.params["lr"] == "0.0002"
     assert run.info.status == "FINISHED" and run.data.tags["status"] == "finished"
