@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from orchestrator.bench_data import data_throughput, print_data
-from orchestrator.bench_levers import LEVERS, lever_throughput, print_levers
+from orchestrator.bench_levers import LEVERS, interleaved_rates, lever_throughput, print_levers
 from orchestrator.bench_sweep import print_sweep, sweep_efficiency
 from orchestrator.config import resolve_config
 
@@ -185,9 +185,10 @@ def step_throughput(overrides, steps, device="cpu"):
     torch.manual_seed(0)
     netG2, netD2 = (n.to(device) for n in build_models(cfg))
     plain_step = plain_loop_step(netG2, netD2, cfg, real)
-    project, plain = _interleaved_rates([(lambda i: step(real, noise_generator(0, 0, i)),
-                                          lambda out: out["loss_d"].item()),
-                                         (plain_step, lambda out: out)], steps, cfg.batch_size)
+    runs = {"project": timed_loop(lambda i: step(real, noise_generator(0, 0, i)), lambda out: out["loss_d"].item()),
+            "plain": timed_loop(plain_step, lambda out: out)}
+    rates, _ = interleaved_rates(runs, steps, cfg.batch_size, rounds=4)
+    project, plain = rates["project"], rates["plain"]
     gflop_per_image = flops_per_image(cfg) / 1e9
     return {"batch_size": cfg.batch_size, "image_size": cfg.image_size, "project_images_per_s": project,
             "plain_images_per_s": plain, "ratio": project / plain,
@@ -222,25 +223,22 @@ def plain_loop_step(netG, netD, cfg, real):
     return one_step
 
 
-def _interleaved_rates(loops, steps, batch_size, rounds=4, warmup=3):
-    """Images/s of each ``(fn, sync)`` loop: ``steps`` timed steps each, in ``rounds`` turns that
-    alternate between the loops (load that drifts hits all alike); the median turn of each."""
-    for fn, sync in loops:
-        for i in range(warmup):
-            sync(fn(i))
-    per_round = -(-steps // rounds)
-    rates = [[] for _ in loops]
-    for r in range(rounds):
-        order = list(range(len(loops)))
-        order = order[r % len(order):] + order[:r % len(order)]
-        for k in order:
-            fn, sync = loops[k]
-            t = time.perf_counter()
-            for i in range(per_round):
-                out = fn(warmup + r * per_round + i)
-            sync(out)
-            rates[k].append(per_round * batch_size / (time.perf_counter() - t))
-    return [statistics.median(r) for r in rates]
+def timed_loop(fn, sync, warmup=3):
+    """``run(n)``: seconds for the next ``n`` steps ``fn(i)`` (``sync`` waits for the last one's
+    result), after ``warmup`` untimed steps run here."""
+    count = 0
+
+    def run(n):
+        nonlocal count
+        t = time.perf_counter()
+        for _ in range(n):
+            out = fn(count)
+            count += 1
+        sync(out)
+        return time.perf_counter() - t
+
+    run(warmup)
+    return run
 
 
 def eval_cost():

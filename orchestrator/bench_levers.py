@@ -86,16 +86,24 @@ def lever_throughput(overrides, steps=20, rounds=4, warmup=2, levers=LEVERS):
     variants = {name: Variant(cfg, lever, real) for name, lever in levers.items()}
     # torch.compile compiles here (Inductor's on-disk cache, when warm, makes it much shorter).
     warmup_s = {name: v.run(warmup) for name, v in variants.items()}
-    per_round = -(-steps // rounds)
-    rates = {name: [] for name in variants}
-    names = list(variants)
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:   # a different order each round
-            rates[name].append(per_round * cfg.batch_size / variants[name].run(per_round))
+    rates, timed = interleaved_rates({name: v.run for name, v in variants.items()}, steps, cfg.batch_size, rounds)
     torch.set_num_threads(prev)
     base = variants["reference"].losses
-    return {name: {"images_per_s": statistics.median(rates[name]), "steps_timed": per_round * rounds,
+    return {name: {"images_per_s": rates[name], "steps_timed": timed,
                    "warmup_s": warmup_s[name], **loss_drift(v.losses, base)} for name, v in variants.items()}
+
+
+def interleaved_rates(runs, steps, batch_size, rounds):
+    """({name: images/s, the median of its rounds}, steps timed each) for ``runs``, {name: run(n)
+    -> seconds for n more steps}: ``steps`` each in all, spread over ``rounds`` in which every run
+    takes its turn, in a different order each round (load that drifts hits all of them alike)."""
+    per_round = -(-steps // rounds)
+    rates = {name: [] for name in runs}
+    names = list(runs)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            rates[name].append(per_round * batch_size / runs[name](per_round))
+    return {name: statistics.median(v) for name, v in rates.items()}, per_round * rounds
 
 
 def loss_drift(losses, base):

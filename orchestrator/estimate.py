@@ -15,7 +15,7 @@ def measured_trial(cfg, device="cpu"):
     """Seconds per training step and per evaluation for ``cfg`` on this machine."""
     import torch
 
-    from orchestrator.bench import _interleaved_rates
+    from orchestrator.bench import timed_loop
     from trainables.accel import convert_net
     from trainables.metrics.evaluate import fd_speed
     from trainables.metrics.evaluators import evaluator_cached
@@ -29,9 +29,8 @@ def measured_trial(cfg, device="cpu"):
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.cpus_per_worker)   # a trial's torch threads (trainables.loop)
     try:
-        (images_per_s,) = _interleaved_rates([(lambda i: step(real, noise_generator(0, 0, i)),
-                                               lambda out: out["loss_d"].item())], STEPS, cfg.batch_size, rounds=1)
-        step_s = cfg.batch_size / images_per_s
+        run = timed_loop(lambda i: step(real, noise_generator(0, 0, i)), lambda out: out["loss_d"].item())
+        step_s = run(STEPS) / STEPS
         eval_s = 0.0 if not cfg.eval_every else None
         if cfg.eval_every and _space(cfg) == "domain" and evaluator_cached(cfg.dataset, cfg.image_size, nc=cfg.nc):
             eval_s = fd_speed(cfg.dataset, cfg.image_size, cfg.eval_n, ngf=cfg.ngf, device=device)["seconds"]
