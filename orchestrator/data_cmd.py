@@ -4,6 +4,7 @@ import itertools
 import math
 import os
 
+from trainables.data.registry import DEFAULT_DATA_ROOT
 from trainables.errors import UserError, bad_value
 
 # Mask tints in the order a data set lists its mask keys (bedrooms: window red, bed blue,
@@ -11,6 +12,8 @@ from trainables.errors import UserError, bad_value
 MASK_TINTS = [("red", (1.0, 0.0, 0.0)), ("blue", (0.0, 0.3, 1.0)), ("yellow", (1.0, 0.9, 0.0)),
               ("green", (0.0, 0.9, 0.2)), ("magenta", (1.0, 0.0, 1.0)), ("cyan", (0.0, 1.0, 1.0))]
 TINT_ALPHA = 0.5
+DATA_ROOT_HELP = ("real data sets: where they live (default ./data; fashion-mnist there or else Debian's "
+                  "/usr/share/datasets/fashion-mnist)")
 
 
 def add_subparser(subparsers):
@@ -26,7 +29,7 @@ def add_subparser(subparsers):
     p.add_argument("--masks", action="store_true", help="tint the pixels of each mask (data sets with masks)")
     p.add_argument("--data-seed", "--seed", dest="data_seed", type=int, default=0,
                    help="synthetic data sets: the data set's seed")
-    p.add_argument("--data-root", default="./data", help="real data sets: where they live")
+    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT, help=DATA_ROOT_HELP)
     p.add_argument("--download", action="store_true", help="real data sets: let torchvision download them")
     p.add_argument("--out", required=True, help="output image, e.g. preview.png")
     p.set_defaults(func=cmd_preview)
@@ -39,7 +42,7 @@ def add_subparser(subparsers):
                    help="synthetic data sets: number of images")
     c.add_argument("--data-seed", "--seed", dest="data_seed", type=int, default=0,
                    help="synthetic data sets: the data set's seed")
-    c.add_argument("--data-root", default="./data", help="real data sets: where they live")
+    c.add_argument("--data-root", default=DEFAULT_DATA_ROOT, help=DATA_ROOT_HELP)
     c.add_argument("--download", action="store_true", help="real data sets: let torchvision download them")
     c.add_argument("--workers", type=int, help="processes that render or decode (default: one per CPU)")
     c.set_defaults(func=cmd_cache)
@@ -85,10 +88,12 @@ def cmd_cache(args):
 
     from trainables.data import DataRequest
     from trainables.data.cache import ensure_cache
+    from trainables.data.registry import resolve_data_root
 
     if args.workers is not None and args.workers < 0:
         raise bad_value("workers", args.workers, ">= 0 (0: render in this process)")
-    request = DataRequest(args.dataset, image_size=args.image_size, nc=args.nc, data_root=os.path.abspath(args.data_root),
+    root = os.path.abspath(resolve_data_root(args.dataset, args.data_root))   # the cache fingerprints its files
+    request = DataRequest(args.dataset, image_size=args.image_size, nc=args.nc, data_root=root,
                           download=args.download, dataset_size=args.dataset_size, data_seed=args.data_seed)
     workers = os.cpu_count() if args.workers is None else args.workers
     path = ensure_cache(request, workers=workers, progress=True)

@@ -191,7 +191,11 @@ def _check_bounds(key, value, meta):
 def config_from_dict(d):
     """The config from a dict of keys: a preset with its overrides, or a config saved with a run or
     checkpoint. Every value is checked (unknown keys are an error); cross-key rules last."""
+    from trainables.data.registry import resolve_data_root
+
     cfg = Config(**{k: coerce(k, v) for k, v in d.items()})
+    # The default data_root stands for where the data set is installed (Debian's Fashion-MNIST).
+    cfg = dataclasses.replace(cfg, data_root=resolve_data_root(cfg.dataset, cfg.data_root))
     validate(cfg)
     return cfg
 

@@ -6,10 +6,14 @@ A data set yields ``(image, labels)``: ``image`` a float CHW tensor in [-1, 1] o
 float conversion instead; the entry's ``scale`` is that conversion, so ``scale(pixels)`` is the
 float image bit for bit (what the data cache relies on).
 """
+import dataclasses
+import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from trainables.errors import UserError
+
+DEFAULT_DATA_ROOT = "./data"
 
 
 @dataclass(frozen=True)
@@ -19,7 +23,7 @@ class DataRequest:
     dataset: str
     image_size: int = 64
     nc: int = 3                # channels the model wants; loaders convert to it
-    data_root: str = "./data"  # where real data sets live
+    data_root: str = DEFAULT_DATA_ROOT  # where real data sets live
     download: bool = False     # let torchvision download (needs internet)
     dataset_size: int = 60000  # synthetic data sets only: number of images
     data_seed: int = 0         # synthetic data sets only: the data set's own seed
@@ -34,16 +38,18 @@ class DatasetEntry:
     synthetic: bool                 # rendered by the project: needs no files
     label_keys: tuple = ()          # keys of the labels dict (empty: unlabelled)
     summary: str = ""
+    locate: Optional[Callable[[str], str]] = None   # the default data_root -> where the files are (None: there)
 
 
 DATASETS: dict[str, DatasetEntry] = {}
 
 
-def register_dataset(name, *, scale, synthetic=False, label_keys=(), summary=""):
-    """Decorator: register ``build(request) -> Dataset`` under ``name``."""
+def register_dataset(name, *, scale, synthetic=False, label_keys=(), summary="", locate=None):
+    """Decorator: register ``build(request) -> Dataset`` under ``name``. ``locate(data_root)``, for a
+    data set that a system package installs, says where its files are when data_root is the default."""
 
     def wrap(build):
-        DATASETS[name] = DatasetEntry(build, scale, synthetic, tuple(label_keys), summary)
+        DATASETS[name] = DatasetEntry(build, scale, synthetic, tuple(label_keys), summary, locate)
         return build
 
     return wrap
@@ -61,7 +67,19 @@ def get_entry(name):
     return DATASETS[name]
 
 
+def is_default_root(data_root):
+    return os.path.normpath(data_root) == os.path.normpath(DEFAULT_DATA_ROOT)
+
+
+def resolve_data_root(dataset, data_root):
+    """Where ``dataset``'s files are: ``data_root``, unless it is the default and the data set's
+    own ``locate`` finds them elsewhere (Debian installs Fashion-MNIST in /usr/share/datasets)."""
+    locate = get_entry(dataset).locate
+    return locate(data_root) if locate is not None and is_default_root(data_root) else data_root
+
+
 def build_dataset(request: DataRequest):
+    request = dataclasses.replace(request, data_root=resolve_data_root(request.dataset, request.data_root))
     return get_entry(request.dataset).build(request)
 
 

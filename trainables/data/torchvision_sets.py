@@ -1,9 +1,12 @@
-"""Real data sets, loaded by torchvision's own dataset classes and registered by name.
+"""Real data sets, loaded by torchvision's own dataset classes (MNIST's IDX files by
+trainables/data/idx.py) and registered by name.
 
 Where each one lives under ``data_root`` (torchvision's layout, so ``download=true`` fills it):
 
-    mnist          MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte  (gunzipped)
-    fashion-mnist  FashionMNIST/raw/ with the same four files
+    mnist          MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte, gunzipped or .gz; or
+                   the four .gz files in data_root itself, as Zalando and Debian ship them
+    fashion-mnist  FashionMNIST/raw/ with the same four files, or them in data_root; with the
+                   default data_root and none there, Debian's /usr/share/datasets/fashion-mnist
     cifar10        cifar-10-batches-py/ with data_batch_1..5, test_batch, batches.meta
     celeba         celeba/ with img_align_celeba/ and the five annotation .txt files
     lsun           bedroom_train_lmdb/ and bedroom_val_lmdb/ (torchvision cannot download these)
@@ -38,6 +41,7 @@ from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, is_image_file
 
+from trainables.data.idx import read_idx
 from trainables.data.registry import register_dataset
 from trainables.errors import UserError, bad_value
 
@@ -127,23 +131,85 @@ def _open(request, make):
     return dataset
 
 
-# MNIST and Fashion-MNIST: 28x28 grey digits / clothes, 10 classes.
+# MNIST and Fashion-MNIST: 28x28 grey digits / clothes, 10 classes, in IDX files (trainables/data/idx.py).
+# Where Debian's packages put the four .gz files (dataset-fashion-mnist): found when data_root is the default.
+SYSTEM_ROOTS = {"MNIST": "/usr/share/datasets/mnist", "FashionMNIST": "/usr/share/datasets/fashion-mnist"}
+IDX_PACKAGES = {"FashionMNIST": "dataset-fashion-mnist"}
+N_CLASSES = 10
+
+
+def _idx_stems(train):
+    prefix = "train" if train else "t10k"
+    return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+
+
+def _idx_path(folder, stem):
+    """stem's file in folder: gunzipped (torchvision's download leaves both) or .gz; None if neither."""
+    paths = [os.path.join(folder, stem + ext) for ext in ("", ".gz")]
+    return next((path for path in paths if os.path.isfile(path)), None)
+
+
+def _idx_folder(cls, root):
+    """The folder holding cls's IDX files: torchvision's ``<Class>/raw/`` under root, else root
+    itself (the .gz files as Zalando and Debian ship them); None when neither holds one."""
+    stems = _idx_stems(True) + _idx_stems(False)
+    for folder in (os.path.join(root, cls.__name__, "raw"), root):
+        if any(_idx_path(folder, stem) for stem in stems):
+            return folder
+    return None
+
+
+def _locate_idx(cls, data_root):
+    system_root = SYSTEM_ROOTS[cls.__name__]
+    if _idx_folder(cls, data_root) is None and _idx_folder(cls, system_root) is not None:
+        return system_root
+    return data_root
+
+
+class IdxImages(Dataset):
+    """Images (n, 28, 28) and class labels (n,) from IDX files, item for item as torchvision's MNIST."""
+
+    def __init__(self, images, labels, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.transform(Image.fromarray(self.images[index])), _class_label(int(self.labels[index]))
+
+
 def _idx_images(cls, request):
-    raw = os.path.join(cls.__name__, "raw")
-    # torchvision reads the gunzipped idx files, named like the resources without ".gz".
-    paths = [os.path.join(raw, os.path.splitext(name)[0]) for name, _ in cls.resources]
-    _check_files(request, paths, f"{raw}/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte (gunzipped)")
-    return _open(request, partial(cls, request.data_root, train=_is_train(request), transform=image_transform(request),
-                                  target_transform=_class_label, download=request.download))
+    train = _is_train(request)
+    if request.download and _idx_folder(cls, request.data_root) is None:
+        _open(request, partial(cls, request.data_root, train=train, download=True))   # into <Class>/raw/
+    folder = _idx_folder(cls, request.data_root) or request.data_root
+    paths = [_idx_path(folder, stem) for stem in _idx_stems(train)]
+    if None in paths:
+        missing = _idx_stems(train)[paths.index(None)]
+        package = IDX_PACKAGES.get(cls.__name__)
+        hint = f"apt-get install {package} (found in {SYSTEM_ROOTS[cls.__name__]}), or " if package else ""
+        raise UserError(f"data_root={request.data_root!r} has no {request.dataset} data: expected the IDX files "
+                        f"{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte[.gz] there or in {cls.__name__}/raw/ "
+                        f"({missing}[.gz] is missing); {hint}{DOWNLOAD_HINT}")
+    images, labels = read_idx(paths[0], 3), read_idx(paths[1], 1)
+    if len(images) != len(labels):
+        raise UserError(f"{paths[0]} holds {len(images)} images but {paths[1]} {len(labels)} labels")
+    if labels.size and labels.max() >= N_CLASSES:
+        raise UserError(f"{paths[1]}: corrupt: label {labels.max()} is not a class (0-{N_CLASSES - 1})")
+    if len(images) == 0:
+        raise UserError(f"{paths[0]} holds no images")
+    return IdxImages(images, labels, image_transform(request))
 
 
-@register_dataset("mnist", scale=scale_pixels, label_keys=("class",), summary="MNIST digits, 28x28 grey, 10 classes")
+@register_dataset("mnist", scale=scale_pixels, label_keys=("class",), summary="MNIST digits, 28x28 grey, 10 classes",
+                  locate=partial(_locate_idx, datasets.MNIST))
 def mnist(request):
     return _idx_images(datasets.MNIST, request)
 
 
 @register_dataset("fashion-mnist", scale=scale_pixels, label_keys=("class",),
-                  summary="Fashion-MNIST, 28x28 grey, 10 classes")
+                  summary="Fashion-MNIST, 28x28 grey, 10 classes", locate=partial(_locate_idx, datasets.FashionMNIST))
 def fashion_mnist(request):
     return _idx_images(datasets.FashionMNIST, request)
 
