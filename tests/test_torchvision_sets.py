@@ -1,4 +1,5 @@
 """The torchvision data sets, read from small files in each data set's real on-disk format."""
+import gzip
 import os
 
 import fake_datasets
@@ -135,3 +136,31 @@ def test_bad_split_and_nc_name_the_key(tmp_path):
         build("mnist", tmp_path, split="val")
     with pytest.raises(UserError, match="nc=2"):
         build("mnist", tmp_path, nc=2)
+
+
+@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+def test_idx_files_gzipped_in_data_root_as_distributed(name, folder, tmp_path):
+    """The four .gz files in data_root itself, as Zalando and Debian ship them, read as torchvision's layout."""
+    labels = fake_datasets.write_mnist(tmp_path / "tv", folder=folder)
+    (tmp_path / "gz").mkdir()
+    for path in (tmp_path / "tv" / folder / "raw").iterdir():
+        (tmp_path / "gz" / (path.name + ".gz")).write_bytes(gzip.compress(path.read_bytes()))
+    for split in ("train", "test"):
+        ours, reference = build(name, tmp_path / "gz", split=split), build(name, tmp_path / "tv", split=split)
+        assert ours.labels.tolist() == labels[split] and (ours.images == reference.images).all()
+
+
+def test_idx_file_longer_than_its_header_says(tmp_path):
+    fake_datasets.write_mnist(tmp_path)
+    with open(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", "ab") as f:
+        f.write(b"\0\0")
+    with pytest.raises(UserError, match=r"train-labels-idx1-ubyte: too long: header says 8 bytes, file holds 10$"):
+        build("mnist", tmp_path)
+
+
+def test_idx_labels_that_are_no_class(tmp_path):
+    fake_datasets.write_mnist(tmp_path)
+    path = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes()[:-1] + b"\xff")
+    with pytest.raises(UserError, match=r"train-labels-idx1-ubyte: corrupt: label 255 is not a class \(0-9\)"):
+        build("mnist", tmp_path)
