@@ -1,15 +1,19 @@
 # dcgan-lab: `make sweep` runs the main job, `make test` the test suite, `make check` the linter and
-# the fast tier (no Ray, no server, no browser); all set up .venv first.
+# the fast tier (no Ray, no server, no browser); all set up .venv first, with the versions of
+# requirements.lock. `make lock` refreshes the lock from a fresh resolve; `make drift` tries the newest
+# versions pyproject.toml allows in a scratch venv (the fast tier and the browser test).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: sweep test check bench install clean
+.PHONY: sweep test check bench install lock drift clean
 
-$(STAMP): pyproject.toml
+# The lock's versions first, then the project itself without resolving anything again.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,5 +35,11 @@ check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/dcgan-lab bench
 
+lock:
+	PYTHON=$(PYTHON) bash .ci/lock
+
+drift:
+	PYTHON=$(PYTHON) bash .ci/drift
+
 clean:
-	rm -rf $(VENV) mlflow.db mlartifacts ray_results sweeps
+	rm -rf $(VENV) .venv-lock .venv-drift mlflow.db mlartifacts ray_results sweeps

@@ -172,7 +172,9 @@ def _scale_md(label, scale, threshold, recs):
             f"ndf {j(scale['ndf'])}, batch {j(scale['batch_size'])}, max_steps {j(scale['max_steps'])} "
             f"(final steps {j(scale['final_steps'])}), seeds {j(scale['seeds'])}, FD ({j(scale['fd'])}) on "
             f"{j(scale['eval_n'])} images per evaluation; {scale['runs']} runs ({n_div} diverged, {n_nan} without a "
-            f"final FD — all kept and counted in n).\n\n"
+            f"final FD — all kept and counted in n). Software: "
+            + "; ".join(f"{k.replace('_version', '')} {j(v)}" for k, v in scale["software"].items())
+            + " (`?`: not recorded by the run).\n\n"
             f"FD≤T uses T = {render.fmt(threshold)}: the first evaluated step at or below it, averaged over the runs "
             f"that reach it (in brackets: reached / runs whose FD history is known). {render.PAPER_MARK} marks the "
             f"paper's setting (the config's defaults), **bold** the best value of a column. Final FD: geometric mean "

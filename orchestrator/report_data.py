@@ -22,8 +22,10 @@ MAX_LEVELS = 6                     # more distinct values than this: the factor 
 HISTORY_KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
 NOT_FD = {"fd_final", "fd_best", "fd_volatility", "fd_last_before_divergence"}
 # What a number was measured at: runs differing in one of these are not pooled (unless --pool).
-SCALE_PARAMS = ("dataset", "image_size", "max_steps", "eval_n")
-DESCRIBED = ("feature_extractor", "batch_size", "ngf", "ndf")   # also in runs.csv: what the report's scale line names
+# torch_version: the same seed trains another curve under another torch (trainables/versions.py).
+SCALE_PARAMS = ("dataset", "image_size", "max_steps", "eval_n", "torch_version")
+# Also in runs.csv: what the report's scale line names, and the rest of the software the runs used.
+DESCRIBED = ("feature_extractor", "batch_size", "ngf", "ndf", "torchvision_version", "numpy_version", "lock_sha")
 UNFINISHED = ("RUNNING", "SCHEDULED", "KILLED")   # runs without a result: left out, and counted in the title
 
 
@@ -222,7 +224,8 @@ def scale(runs):
     steps = sorted({r.data.tags.get("final_step", "?") for r in runs})
     return {"dataset": p("dataset"), "image_size": p("image_size"), "max_steps": p("max_steps"),
             "final_steps": steps, "seeds": p("seed"), "batch_size": p("batch_size"), "eval_n": p("eval_n"),
-            "ngf": p("ngf"), "ndf": p("ndf"), "fd": sorted({fd_key(r) or "none" for r in runs}), "runs": len(runs)}
+            "ngf": p("ngf"), "ndf": p("ndf"), "fd": sorted({fd_key(r) or "none" for r in runs}), "runs": len(runs),
+            "software": {k: p(k) for k in ("torch_version", "torchvision_version", "numpy_version", "lock_sha")}}
 
 
 def strata(runs, pool=False):

@@ -67,11 +67,15 @@ def fail_fast():
 
 
 def start_run(uri, experiment, run_name, params, tags, parent_run_id=None):
-    """Create a run with the whole resolved config as params; returns its id."""
+    """Create a run with the whole resolved config as params, and the versions that shape its numbers
+    (``trainables.versions``); returns its id."""
     from mlflow.entities import Param
 
+    from trainables.versions import software_params
+
     c = client(uri)
-    tags = dict(tags)
+    versions, drift = software_params()
+    params, tags = {**params, **versions}, {**tags, **drift}
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     exp = experiment_id(c, experiment, uri)
