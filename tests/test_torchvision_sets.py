@@ -126,7 +126,7 @@ def test_folder_of_only_corrupt_images_fails(tmp_path):
 def test_folder_names_an_image_cut_short(tmp_path):
     fake_datasets.write_truncated_jpeg(tmp_path / "cut.jpg")
     dataset = build("folder", tmp_path)
-    with pytest.raises(OSError, match="cut.jpg"):
+    with pytest.raises(UserError, match=f"^{tmp_path / 'cut.jpg'}: cannot decode the image: image file is truncated"):
         dataset[0]
 
 
@@ -164,3 +164,81 @@ def test_idx_labels_that_are_no_class(tmp_path):
     path.write_bytes(path.read_bytes()[:-1] + b"\xff")
     with pytest.raises(UserError, match=r"train-labels-idx1-ubyte: corrupt: label 255 is not a class \(0-9\)"):
         build("mnist", tmp_path)
+
+
+def _cut(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+def test_image_cut_short_is_one_line_from_a_dataloader_worker(tmp_path):
+    """The data cache decodes with DataLoader workers, which re-raise with their traceback."""
+    fake_datasets.write_truncated_jpeg(tmp_path / "cut.jpg")
+    with pytest.raises(UserError) as err:
+        next(iter(DataLoader(build("folder", tmp_path), num_workers=1)))
+    assert str(err.value).startswith(f"{tmp_path / 'cut.jpg'}: cannot decode the image") and "\n" not in str(err.value)
+
+
+def test_celeba_image_cut_short_is_named(tmp_path):
+    fake_datasets.write_celeba(tmp_path)
+    image = tmp_path / "celeba" / "img_align_celeba" / "000001.jpg"
+    _cut(image)
+    with pytest.raises(UserError, match=f"^{image}: cannot decode the image: image file is truncated"):
+        build("celeba", tmp_path)[0]
+
+
+@pytest.mark.parametrize("name,says", [("list_attr_celeba.txt", "line 6: 29 fields, expected 41"),
+                                       ("list_eval_partition.txt", "line 6: 1 fields, expected 2")])
+def test_celeba_annotation_cut_short_is_named(name, says, tmp_path):
+    fake_datasets.write_celeba(tmp_path)
+    _cut(tmp_path / "celeba" / name)
+    with pytest.raises(UserError, match=f"^{tmp_path / 'celeba' / name}: {says}$"):
+        build("celeba", tmp_path)
+
+
+def test_celeba_annotation_missing_rows_is_truncated(tmp_path):
+    fake_datasets.write_celeba(tmp_path)
+    path = tmp_path / "celeba" / "list_bbox_celeba.txt"
+    path.write_text("\n".join(path.read_text().splitlines()[:-2]) + "\n")
+    with pytest.raises(UserError, match="list_bbox_celeba.txt: truncated: its first line says '11' rows, the file holds 9"):
+        build("celeba", tmp_path)
+
+
+@pytest.mark.parametrize("damage,says", [("cut", r"truncated: its meta page says \d+ pages of 4096 bytes"),
+                                         ("garbage", "not an LMDB data file")])
+def test_lsun_lmdb_damaged_is_one_line(damage, says, tmp_path):
+    fake_datasets.write_lsun(tmp_path)
+    data = tmp_path / "bedroom_train_lmdb" / "data.mdb"
+    if damage == "cut":
+        _cut(data, keep=0.3)   # read through LMDB's map, this file would end the process with SIGBUS
+    else:
+        data.write_bytes(b"not an lmdb" * 100)
+    with pytest.raises(UserError, match=f"^{data}: {says}"):
+        build("lsun", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["data_batch_3", "batches.meta"])
+def test_cifar10_pickle_cut_short_is_named(name, tmp_path):
+    fake_datasets.write_cifar10(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / name
+    _cut(path)
+    with pytest.raises(UserError, match=f"^{path}: not a readable CIFAR-10 pickle"):
+        build("cifar10", tmp_path)
+
+
+def test_cli_refuses_damaged_files_before_ray(tmp_path, forks):
+    """train decodes every image into the data cache before Ray starts: a JPEG cut short after its
+    header (which PIL's verify passes) stops it there; data preview reads an LMDB's meta page."""
+    fake_datasets.write_folder(tmp_path / "imgs")
+    fake_datasets.write_truncated_jpeg(tmp_path / "imgs" / "cut.jpg")
+    (tmp_path / "lsun").mkdir()
+    fake_datasets.write_lsun(tmp_path / "lsun")
+    _cut(tmp_path / "lsun" / "bedroom_train_lmdb" / "data.mdb", keep=0.3)
+    env = {"MLFLOW_TRACKING_URI": "", "RAY_ADDRESS": "", "DCGAN_LAB_CACHE": str(tmp_path / "cache")}
+    cases = {"cut.jpg: cannot decode the image": ["train", "--preset", "smoke", "--set", "dataset=folder",
+                                                  "--set", "data_root=imgs"],
+             "data.mdb: truncated": ["data", "preview", "--dataset", "lsun", "--data-root", "lsun", "--out", "p.png"]}
+    for says, argv in cases.items():
+        r = forks.cli(*argv, cwd=tmp_path, env=env)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and says in r.stderr, r.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "imgs", "lsun"]   # no ray_results, p.png, mlflow.db

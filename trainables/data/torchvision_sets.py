@@ -18,7 +18,7 @@ channels and scaled to [-1, 1]; there is no augmentation.
 Integrity. torchvision compares the MD5 of CIFAR-10's batches and CelebA's annotation files with
 the official release's every time it opens them, so any other copy in the same format (a
 subset, a re-pickled file, the tests' small files) cannot be opened. The two small subclasses
-below count those files as present when they exist; a damaged one fails when it is parsed.
+below count those files as present when they exist; a damaged one is refused, naming it.
 Downloads are still verified: the archive's MD5 for CIFAR-10, each file's MD5 for CelebA.
 
 Corrupt images in ``folder`` are skipped, with one warning that counts them, because scraped
@@ -26,7 +26,9 @@ image folders often hold a few broken or non-image files (AppleDouble ``._x.jpg`
 downloads) and a sweep should not die hours in on one of them. Every file is opened and checked
 with PIL's ``verify`` when the data set is built (the header, and for PNG the chunk checksums;
 nothing is decoded), so the length is fixed from the start. A JPEG cut short after its header
-passes that check; loading it fails with an error naming the file.
+passes that check; decoding it (the data cache decodes every image before Ray starts) fails in
+one line naming the file. Damaged files of the other formats are refused the same way
+(trainables/data/integrity.py, trainables/data/idx.py).
 
 LSUN: torchvision caches the LMDB's key list in ``_cache_<letters of the path>`` in the
 working directory (pytorch/vision#825); that file is left as torchvision writes it.
@@ -42,8 +44,9 @@ from torchvision import datasets, transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, is_image_file
 
 from trainables.data.idx import read_idx
+from trainables.data.integrity import DataFileError, NamedItems, check_celeba_annotations, check_lmdb, unreadable_pickle
 from trainables.data.registry import register_dataset
-from trainables.errors import UserError, bad_value
+from trainables.errors import UserError, bad_value, first_line
 
 DOWNLOAD_HINT = "fetch it with --set download=true on a machine with internet"
 LSUN_HINT = ("torchvision cannot download LSUN: get the bedroom LMDBs with download.py -c bedroom "
@@ -226,11 +229,19 @@ class _CIFAR10Files(datasets.CIFAR10):
 def cifar10(request):
     folder = _CIFAR10Files.base_folder
     batches = [name for name, _ in _CIFAR10Files.train_list + _CIFAR10Files.test_list]
-    _check_files(request, [os.path.join(folder, name) for name in batches + [_CIFAR10Files.meta["filename"]]],
-                 f"{folder}/ with data_batch_1..5, test_batch and batches.meta")
-    return _open(request, partial(_CIFAR10Files, request.data_root, train=_is_train(request),
-                                  transform=image_transform(request), target_transform=_class_label,
-                                  download=request.download))
+    paths = [os.path.join(folder, name) for name in batches + [_CIFAR10Files.meta["filename"]]]
+    _check_files(request, paths, f"{folder}/ with data_batch_1..5, test_batch and batches.meta")
+    try:
+        return _open(request, partial(_CIFAR10Files, request.data_root, train=_is_train(request),
+                                      transform=image_transform(request), target_transform=_class_label,
+                                      download=request.download))
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - whatever a damaged pickle raises: name the file if one is
+        culprit = unreadable_pickle([os.path.join(request.data_root, path) for path in paths])
+        if culprit is None:
+            raise
+        raise DataFileError(f"{culprit[0]}: not a readable CIFAR-10 pickle ({first_line(culprit[1])})") from err
 
 
 def _celeba_annotations():
@@ -254,9 +265,16 @@ def celeba(request):
     _check_files(request, [os.path.join(folder, name) for name in names],
                  f"{folder}/ with img_align_celeba/ and {', '.join(names[1:])}")
     split = "train" if _is_train(request) else "test"   # CelebA's "valid" partition goes unused
-    return _open(request, partial(_CelebAFiles, request.data_root, split=split, target_type="attr",
-                                  transform=image_transform(request), target_transform=_attr_labels,
-                                  download=request.download))
+    if os.path.isfile(os.path.join(request.data_root, folder, names[-1])):   # not before a download
+        check_celeba_annotations(os.path.join(request.data_root, folder))
+    dataset = _open(request, partial(_CelebAFiles, request.data_root, split=split, target_type="attr",
+                                     transform=image_transform(request), target_transform=_attr_labels,
+                                     download=request.download))
+    return NamedItems(dataset, partial(_celeba_image, dataset))
+
+
+def _celeba_image(dataset, index):
+    return os.path.join(dataset.root, dataset.base_folder, "img_align_celeba", dataset.filename[index])
 
 
 @register_dataset("lsun", scale=scale_pixels, summary="LSUN bedrooms (bedroom_train / bedroom_val LMDBs), unlabelled")
@@ -264,8 +282,15 @@ def lsun(request):
     category = "bedroom_train" if _is_train(request) else "bedroom_val"
     _check_files(request, [os.path.join(f"{category}_lmdb", "data.mdb")],
                  f"{category}_lmdb/ (an LMDB directory holding data.mdb)", no_download_hint=LSUN_HINT)
-    return _open(request, partial(datasets.LSUN, request.data_root, classes=[category], transform=image_transform(request),
-                                  target_transform=_no_labels))
+    check_lmdb(os.path.join(request.data_root, f"{category}_lmdb"))
+    dataset = _open(request, partial(datasets.LSUN, request.data_root, classes=[category],
+                                     transform=image_transform(request), target_transform=_no_labels))
+    return NamedItems(dataset, partial(_lsun_image, dataset))
+
+
+def _lsun_image(dataset, index):
+    db = dataset.dbs[0]   # one category
+    return f"{os.path.join(db.root, 'data.mdb')} (key {db.keys[index].decode(errors='replace')})"
 
 
 class ImageFiles(Dataset):
@@ -284,7 +309,7 @@ class ImageFiles(Dataset):
             image = default_loader(path)
         except OSError as err:
             # PIL's "image file is truncated" does not say which file.
-            raise OSError(f"cannot read image {path}: {err}") from err
+            raise DataFileError(f"{path}: cannot decode the image: {first_line(err)}") from err
         return self.transform(image), {}
 
 
