@@ -2,10 +2,11 @@
 
 It prints (and, on a desktop, opens) the last sweep's parent run, its trials ranked by final FD
 with lr, beta1, bn_placement, the searched params, the FD and the data set as columns, their FD
-curves side by side (charts filtered on ``fd_``; clear the filter for every metric) and its
-report. MLflow 3.17 opens an experiment in its GenAI view unless the URL says
-``workflowType=machine_learning``; the columns, the order and the filter are an MLflow shared
-view (an experiment tag, as the UI's own "Share" writes), named in the URL.
+curves side by side (charts filtered on ``fd_``; clear the filter for every metric), their
+fixed-noise sample grids side by side with a step slider, and its report. MLflow (3.17 on) opens
+an experiment in its GenAI view unless the URL says ``workflowType=machine_learning``; the columns,
+the order, the filter and the sample-grid card are an MLflow shared view (an experiment tag, as
+the UI's own "Share" writes), named in the URL.
 
 The links are read from the server through MLflow's REST API (the local server once it answers,
 or the tracking server a URI names): the command imports neither MLflow nor torch nor Ray.
@@ -24,6 +25,7 @@ TRAINING_VIEW = {"workflowType": "machine_learning"}
 VIEW_TAG = "mlflow.sharedViewState."   # + key: MLflow's shared view of an experiment's runs page
 TRIAL_COLUMNS = ("lr", "beta1", "bn_placement", "seed")
 TRIAL_METRICS = ("fd_final", "fd_best")
+SAMPLES_KEY = "samples"   # the image key of a run's fixed-noise grids (trainables.run_logger)
 
 
 def add_subparser(subparsers):
@@ -118,13 +120,31 @@ def sweep_links(base):
     trials = search_runs(base, [exp], f"tags.mlflow.parentRunId = '{pid}'")
     view = trials_view(pid, [params(t) for t in trials], SWEEP_TAG)
     key = f"sweep-{pid}"
-    for tag, value in ((key, view), (key + "-fd", {**view, "chartsSearchFilter": "fd_"})):
+    views = ((key, view), (key + "-fd", {**view, "chartsSearchFilter": "fd_"}),
+             (key + "-samples", {**view, **samples_view(trials)}))
+    for tag, value in views:
         rest(base, "experiments/set-experiment-tag", experiment_id=exp, key=VIEW_TAG + tag, value=json.dumps(value))
     runs = f"experiments/{exp}/runs"
     return [(f"last sweep {name} (parent run)", training_url(base, f"{runs}/{pid}")),
             ("its trials ranked by final FD", training_url(base, runs, viewStateShareKey=key)),
             ("their FD curves", training_url(base, runs, viewStateShareKey=key + "-fd", compareRunsMode="CHART")),
+            ("their sample grids", training_url(base, runs, viewStateShareKey=key + "-samples", compareRunsMode="CHART")),
             ("its report", training_url(base, f"{runs}/{pid}/artifacts/{REPORT_HTML}"))]
+
+
+def samples_view(trials):
+    """The runs page's charts: one image-grid card of the trials' fixed-noise grids side by side,
+    opened at the last step logged, without MLflow's caption of every run param (since MLflow 3.18 a
+    card shows each run's whole config above its image unless ``showRunParams`` is off, which puts the
+    grid below the fold). The card as MLflow's own "Image grid" card serialises it."""
+    last = max((int(tags(t).get("final_step", 0)) for t in trials), default=0)
+    section = {"uuid": "dcgan-lab-samples", "name": "Fixed-noise sample grids", "display": True,
+               "isReordered": False, "deleted": False, "isGenerated": False}
+    card = {"uuid": "dcgan-lab-samples-grid", "type": "IMAGE", "runsCountToCompare": 10, "metricSectionId": section["uuid"],
+            "deleted": False, "isGenerated": False, "displayName": SAMPLES_KEY, "imageKeys": [SAMPLES_KEY], "step": last,
+            "showRunParams": False}
+    return {"compareRunCharts": [card], "compareRunSections": [section], "isAccordionReordered": True,
+            "chartsSearchFilter": SAMPLES_KEY}
 
 
 def last_sweep(base):
@@ -150,6 +170,10 @@ def search_runs(base, experiment_ids, filter_string, order_by=(), limit=None):
 
 def params(run):
     return {p["key"]: p["value"] for p in run.get("data", {}).get("params", [])}
+
+
+def tags(run):
+    return {t["key"]: t["value"] for t in run.get("data", {}).get("tags", [])}
 
 
 def rest(base, endpoint, **body):

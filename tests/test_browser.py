@@ -1,6 +1,7 @@
 """The MLflow UI and the report as a researcher sees them: a smoke sweep, ``dcgan-lab ui`` serving
 its store on 127.0.0.1, and Debian's Chromium (headless, driven by Playwright) opening what it
 prints. Screenshots go to the test's temp folder; their paths are printed as figures."""
+import hashlib
 import math
 import os
 import re
@@ -21,7 +22,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PAGE_S = 180   # the slowest page load seen on a loaded machine was ~45 s
-LINKS = ("last sweep", "its trials ranked by final FD", "their FD curves", "its report")
+LINKS = ("last sweep", "its trials ranked by final FD", "their FD curves", "their sample grids", "its report")
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,8 @@ def test_runs_carry_kind_notes_dataset_and_system_metrics(smoke_sweep):
 def test_a_researcher_in_a_real_browser(smoke_sweep, ui_links, browser, figure, tmp_path):
     """The trials page opens in the training view with lr, beta1, bn_placement and the final FD
     in sight, for the parent and every trial; the parent's description is its outcome; a trial's
-    fixed-noise grid is there at each logged step, and the FD curves of all trials side by side;
+    fixed-noise grid is in sight at each logged step (MLflow 3.18's image cards caption every run
+    param unless told not to), and the FD curves of all trials side by side;
     report.html loads every image, has no console error and fits the page."""
     shots = tmp_path
     page = browser.new_page()
@@ -167,29 +169,42 @@ def test_a_researcher_in_a_real_browser(smoke_sweep, ui_links, browser, figure, 
         fd_card.get_by_text(t.info.run_name).first.wait_for()
     page.screenshot(path=shots / "curves.png")
 
-    # (4) A trial's fixed-noise grid at each logged step: its image card, full screen, stepped
-    # through with the slider.
-    trial = trials[0]
-    steps = sorted({int(re.search(r"step\+(\d+)\+", f.path).group(1)) for f in
-                    smoke_sweep["client"].list_artifacts(trial.info.run_id, "images") if f.path.endswith(".png")})
-    assert steps == [6, 12]
-    page.goto(ui_links["last sweep"].replace(parent.info.run_id, f"{trial.info.run_id}/model-metrics"))
-    page.get_by_placeholder("Search metric charts").fill("samples")
+    # (4) The trials' fixed-noise grids at each logged step: the sample-grid card full screen,
+    # stepped through with its slider. Each image shown is the grid the trial logged at that step
+    # (the same bytes as its artifact), in sight without scrolling, under no caption of run params.
+    client = smoke_sweep["client"]
+    logged = {t.info.run_name: {int(re.search(r"step\+(\d+)\+", f.path).group(1)): f.path for f in
+                                client.list_artifacts(t.info.run_id, "images") if f.path.endswith("+compressed.webp")}
+              for t in trials}
+    by_run = {t.info.run_name: t for t in trials}
+    steps = sorted({step for grids in logged.values() for step in grids})
+    assert steps == [6, 12] and all(sorted(grids) == steps for grids in logged.values())
+    page.goto(ui_links["their sample grids"])
     card = page.locator("[data-testid='experiment-view-compare-runs-card']").filter(
-        has=page.locator("h4[title='samples']"))   # not whichever card comes first while the filter applies
-    card.locator("[data-component-id='fullscreen_button_chartcard']").click()
+        has=page.locator("h4[title='samples']"))
+    card.first.wait_for()
+    card.first.locator("[data-component-id='fullscreen_button_chartcard']").click()
     dialog = page.get_by_role("dialog")
     slider = dialog.get_by_role("slider")
     assert (slider.get_attribute("aria-valuemin"), slider.get_attribute("aria-valuemax")) == ("6", "12")
+    assert slider.get_attribute("aria-valuenow") == "12"   # opened at the last step
+    slider.focus()
+    for _ in steps[1:]:
+        slider.press("ArrowLeft")   # back to the first step with an image
     for step in steps:
-        slider.focus()
-        slider.press("ArrowRight")   # the next step with an image
+        if step != steps[0]:
+            slider.press("ArrowRight")   # the next step with an image
         assert slider.get_attribute("aria-valuenow") == str(step)
-        grid = dialog.locator(f"img[src*='samples%2Bstep%2B{step}%2B']")
-        grid.wait_for()
-        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=grid.element_handle())
-        grid.scroll_into_view_if_needed()
+        page.wait_for_function("d => d.querySelectorAll('img').length >= %d && [...d.querySelectorAll('img')]"
+                               ".every(i => i.complete && i.naturalWidth > 0)" % len(trials), arg=dialog.element_handle())
+        shown = dialog.evaluate(_SHOWN_IMAGES)
         page.screenshot(path=shots / f"trial_samples_step{step}.png")
+        assert "dataset=" not in dialog.inner_text(), "the run params caption is back above the grids"
+        assert sorted(shown) == sorted(logged), shown
+        for name, (digest, top, bottom) in shown.items():
+            local = client.download_artifacts(by_run[name].info.run_id, logged[name][step], str(tmp_path))
+            assert digest == hashlib.sha256(Path(local).read_bytes()).hexdigest(), (name, step)
+            assert 0 <= top and bottom <= 1000, f"{name}'s grid at step {step} is not in sight: {top}..{bottom}"
 
     # (5) report.html, self-contained, opened from disk.
     report = Path(smoke_sweep["dir"]) / "sweeps" / parent.info.run_name / "report" / "report.html"
@@ -208,6 +223,24 @@ def test_a_researcher_in_a_real_browser(smoke_sweep, ui_links, browser, figure, 
     assert overflow <= 0, f"report.html is {overflow} px wider than the page"
     if (report.parent / "forest.png").exists():   # the forest plot of [inference]
         assert any("forest" in alt.lower() for alt, _, _ in images), images
+
+
+# {run name: [SHA-256 of the image's bytes, its top and bottom in the viewport]} for each image of
+# the full-screen card, named by the run-name label of the block that holds it.
+_SHOWN_IMAGES = """async d => {
+    const out = {};
+    for (const img of d.querySelectorAll('img')) {
+        let block = img.parentElement;
+        while (block && !/trial-/.test(block.innerText)) block = block.parentElement;
+        const name = block.innerText.match(/trial-\\S+/)[0];
+        const bytes = await (await fetch(img.src)).arrayBuffer();
+        const hex = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))]
+            .map(b => b.toString(16).padStart(2, '0')).join('');
+        const box = img.getBoundingClientRect();
+        out[name] = [hex, box.top, box.bottom];
+    }
+    return out;
+}"""
 
 
 def _name(row):
