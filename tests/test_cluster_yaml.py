@@ -40,8 +40,26 @@ def test_node_types(prepared):
 def test_project_is_copied_and_installed(prepared):
     assert prepared["file_mounts"] == {"~/dcgan-lab": "."}
     assert ".gitignore" in prepared["rsync_filter"]  # keeps .venv, data and stores on the laptop
-    for side in ("head_setup_commands", "worker_setup_commands"):
-        assert any("pip install" in c and "-e ~/dcgan-lab" in c for c in prepared[side])
+    for side in ("head_setup_commands", "worker_setup_commands"):   # setup_commands merged into both
+        (install,) = [c for c in prepared[side] if "-e ~/dcgan-lab" in c]
+        # The lock's versions, then the project without a resolve of its own (which would take the newest).
+        assert install == "pip install -q -r ~/dcgan-lab/requirements.lock && pip install -q --no-deps -e ~/dcgan-lab"
+        assert not any("pip install" in c and "requirements.lock" not in c for c in prepared[side]), prepared[side]
+        assert any("python3.11 -m venv" in c for c in prepared[side])   # the Python the lock was resolved on
+
+
+def test_the_lock_pins_everything_the_nodes_need():
+    """requirements.lock pins one version of each package, boto3 (the head's) included, and the
+    Python it was resolved on is the nodes' (the lock's header names it)."""
+    import re
+
+    lock = (ROOT / "requirements.lock").read_text()
+    pins = [line for line in lock.splitlines() if line and not line.startswith("#")]
+    assert pins and all(re.fullmatch(r"[A-Za-z0-9_.\-]+==\S+", p) for p in pins), pins
+    names = [p.split("==")[0].lower() for p in pins]
+    assert len(names) == len(set(names))
+    assert {"torch", "torchvision", "ray", "mlflow", "optuna", "numpy", "boto3"} <= set(names)
+    assert "CPython 3.11" in lock.splitlines()[1]
 
 
 def test_commands_are_valid_bash(prepared):
