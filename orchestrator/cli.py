@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "orchestrator.power",       # power
     "orchestrator.pilot",       # pilot
     "orchestrator.data_cmd",    # data preview|cache
+    "orchestrator.evaluator_cmd",   # evaluator train|list
     "orchestrator.bench",       # bench
     "orchestrator.ui",          # ui
 ]

@@ -18,7 +18,7 @@ def measured_trial(cfg, device="cpu"):
     from orchestrator.bench import timed_loop
     from trainables.accel import convert_net
     from trainables.metrics.evaluate import fd_speed
-    from trainables.metrics.evaluators import evaluator_cached
+    from trainables.metrics.evaluators import evaluator_shipped
     from trainables.models import build_models
     from trainables.step import GANStep, StepMode, make_optimizers, noise_generator
 
@@ -32,8 +32,9 @@ def measured_trial(cfg, device="cpu"):
         run = timed_loop(lambda i: step(real, noise_generator(0, 0, i)), lambda out: out["loss_d"].item())
         step_s = run(STEPS) / STEPS
         eval_s = 0.0 if not cfg.eval_every else None
-        if cfg.eval_every and _space(cfg) == "domain" and evaluator_cached(cfg.dataset, cfg.image_size, nc=cfg.nc):
-            eval_s = fd_speed(cfg.dataset, cfg.image_size, cfg.eval_n, ngf=cfg.ngf, device=device)["seconds"]
+        if cfg.eval_every and _space(cfg) == "domain" and evaluator_shipped(cfg.dataset, cfg.image_size, nc=cfg.nc):
+            eval_s = fd_speed(cfg.dataset, cfg.image_size, cfg.eval_n, ngf=cfg.ngf, device=device,
+                              nc=cfg.nc)["seconds"]
     finally:
         torch.set_num_threads(threads)
     return {"step_seconds": step_s, "eval_seconds": eval_s}

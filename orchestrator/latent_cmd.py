@@ -99,7 +99,7 @@ def cmd_latent(args):
 
 def _evaluator(cfg):
     from trainables.metrics.evaluators import get_evaluator
-    return get_evaluator(cfg.dataset, cfg.image_size, seed=0, nc=cfg.nc, data_root=cfg.data_root)
+    return get_evaluator(cfg.dataset, cfg.image_size, nc=cfg.nc)
 
 
 def walk(args, netG, cfg, uri, run_id):
@@ -255,7 +255,7 @@ def _real_references(dataset, image_size, nc, train_n, heldout_n, data_root, dat
 
     train, _ = load_images(dataset, image_size, nc, "train", train_n, data_root, data_seed, dataset_size)
     heldout, _ = load_images(dataset, image_size, nc, "test", heldout_n, data_root, data_seed)
-    evaluator = get_evaluator(dataset, image_size, seed=0, nc=nc, data_root=data_root)
+    evaluator = get_evaluator(dataset, image_size, nc=nc)
     return train, real_references(evaluator, train, heldout)
 
 

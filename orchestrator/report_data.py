@@ -23,7 +23,7 @@ HISTORY_KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
 NOT_FD = {"fd_final", "fd_best", "fd_volatility", "fd_last_before_divergence"}
 # What a number was measured at: runs differing in one of these are not pooled (unless --pool).
 # torch_version: the same seed trains another curve under another torch (trainables/versions.py).
-SCALE_PARAMS = ("dataset", "image_size", "max_steps", "eval_n", "torch_version")
+SCALE_PARAMS = ("dataset", "image_size", "max_steps", "eval_n", "torch_version", "evaluator_sha")
 # Also in runs.csv: what the report's scale line names, and the rest of the software the runs used.
 DESCRIBED = ("feature_extractor", "batch_size", "ngf", "ndf", "torchvision_version", "numpy_version", "lock_sha")
 UNFINISHED = ("RUNNING", "SCHEDULED", "KILLED")   # runs without a result: left out, and counted in the title

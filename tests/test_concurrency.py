@@ -6,7 +6,6 @@ step; then three ``evaluate`` and three ``latent sheet`` at once on the runs the
 the two mechanisms on their own: a store that many processes create at the same moment, and a
 write that meets a store another connection keeps locked past SQLite's busy wait.
 """
-import dataclasses
 import os
 import re
 import socket
@@ -104,30 +103,9 @@ def test_six_trainings_at_once_on_one_fresh_store(trained, figure):
 
 @pytest.fixture(scope="module")
 def evaluator_cache(tmp_path_factory):
-    """A small synthetic-faces evaluator in a private cache (as tests/test_latent.py builds its own):
-    seconds, where the full one takes minutes."""
-    import torch
-
-    from trainables.atomic import save_atomic
-    from trainables.metrics import evaluators
-    from trainables.metrics.cache import cache_path
-
-    root = tmp_path_factory.mktemp("evaluator-cache")
-    old = os.environ.get("DCGAN_LAB_CACHE")
-    os.environ["DCGAN_LAB_CACHE"] = str(root)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        spec = dataclasses.replace(evaluators.EVALUATORS["synthetic-faces"], n_train=3000, epochs=2)
-        state = evaluators.train_evaluator(spec, "synthetic-faces", 32, 3, seed=0)
-        save_atomic(state, cache_path("evaluators", f"synthetic-faces-32px-nc3-v{evaluators.EVALUATOR_VERSION}-seed0"))
-    finally:
-        torch.set_num_threads(threads)
-        if old is None:
-            del os.environ["DCGAN_LAB_CACHE"]
-        else:
-            os.environ["DCGAN_LAB_CACHE"] = old
-    return str(root)
+    """A private cache, empty: the commands below build the reference embeddings of the shipped
+    faces evaluator there together."""
+    return str(tmp_path_factory.mktemp("evaluator-cache"))
 
 
 def test_evaluate_and_latent_sheet_at_once_on_one_store(trained, evaluator_cache, figure):

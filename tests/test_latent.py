@@ -5,10 +5,9 @@ The generators are tiny (the smoke preset's nets) and trained by regression to r
 real images from 64 fixed z, so that in seconds they draw things the evaluators recognise:
 windows for ``forget``, faces with attributes for the arithmetic queries. (A GAN trained for
 the seconds a test can afford draws neither.) They are logged in the training loop's artifact
-layout, model/{generator,discriminator}.pt and model/config.yaml. The evaluators are the real
-ones, trained on fewer images into a module-private cache.
+layout, model/{generator,discriminator}.pt and model/config.yaml. The evaluators are the shipped
+frozen ones.
 """
-import dataclasses
 import json
 import os
 
@@ -174,11 +173,7 @@ def test_energy_matched_maps_match_energy_and_avoid_the_chosen_maps():
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A temp MLflow store with three faces generators (the finished runs of a sweep) and a bedrooms
-    one, and a private evaluator cache."""
-    from trainables.atomic import save_atomic
-    from trainables.metrics import evaluators
-    from trainables.metrics.cache import cache_path
-
+    one, and a private cache (the shipped evaluators' reference embeddings)."""
     root = tmp_path_factory.mktemp("latent")
     # One intra-op thread: on a busy machine two stall each other (see trainables/metrics/evaluators.py).
     old_threads = torch.get_num_threads()
@@ -186,10 +181,6 @@ def lab(tmp_path_factory):
     old_cache = os.environ.get("DCGAN_LAB_CACHE")
     os.environ["DCGAN_LAB_CACHE"] = str(root / "cache")
     uri = "sqlite:///" + str(root / "mlflow.db")
-    for dataset, n_train in (("synthetic-faces", 3000), ("synthetic-bedrooms", 2000)):
-        spec = dataclasses.replace(evaluators.EVALUATORS[dataset], n_train=n_train, epochs=2)
-        state = evaluators.train_evaluator(spec, dataset, 32, 3, seed=0)
-        save_atomic(state, cache_path("evaluators", f"{dataset}-32px-nc3-v{evaluators.EVALUATOR_VERSION}-seed0"))
     sweep = store.start_run(uri, "latent-test", "sweep", {}, {"kind": "sweep"})
     faces = [_log_fitted_generator(uri, "synthetic-faces", seed, parent=sweep) for seed in range(3)]
     store.end_run(uri, sweep)

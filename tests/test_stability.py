@@ -214,4 +214,6 @@ def test_a_real_smoke_run_logs_every_metric_with_enough_points(ray_local, mlflow
         assert math.isfinite(m[key]), key
     assert "metric_notes" not in run.data.tags and "collapsed" not in m and DIVERGED_STEP not in m
     assert run.data.params["feature_extractor"] == "domain"
+    from trainables.metrics.frozen import find_entry
+    assert run.data.params["evaluator_sha"] == find_entry("synthetic-faces", 32, 3)["sha256"]   # the shipped file
     assert len(MlflowClient(mlflow_uri).get_metric_history(run_id, "fd_faces")) == 14   # 3, 6, ..., 39, 40

@@ -122,6 +122,8 @@ def train_loop(config, session):
     logger = RunLogger.resuming(uri, run_id) if master else None
     if master:
         logger.tags({"node_id": ray.get_runtime_context().get_node_id()})
+        if evaluator.enabled:   # the frozen weights FD is measured with: runs pool only when these match
+            logger.params({"evaluator_sha": evaluator.evaluator.sha256})
 
     # Load training set, sharded by rank.
     n_items, batches = real_batches(cfg, rank, world, start_step, device)

@@ -27,14 +27,15 @@ def resolve_evaluator(cfg):
     """(evaluator, note), or (None, reason) where evaluation is off or impossible."""
     from trainables.errors import UserError
     from trainables.metrics.fid import resolve_feature_extractor
+    from trainables.metrics.frozen import FrozenEvaluatorError
 
     if cfg.eval_every == 0:
         return None, "evaluation off (eval_every=0)"
     try:
         return resolve_feature_extractor(cfg.feature_extractor, cfg.dataset, cfg.inception_weights or None,
-                                         image_size=cfg.image_size, nc=cfg.nc, data_root=cfg.data_root)
+                                         image_size=cfg.image_size, nc=cfg.nc)
     except UserError as err:
-        if cfg.feature_extractor == "auto":
+        if cfg.feature_extractor == "auto" and not isinstance(err, FrozenEvaluatorError):
             return None, f"evaluation off: {err}"
         raise
 

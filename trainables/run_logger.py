@@ -82,6 +82,11 @@ class RunLogger:
         for k, v in tags.items():
             self._try(lambda k=k, v=v: self.client.set_tag(self.run_id, k, str(v)))
 
+    def params(self, params):
+        """Params known only inside the run (a resumed run logs the same values again)."""
+        for k, v in params.items():
+            self._try(lambda k=k, v=v: self.client.log_param(self.run_id, k, str(v)))
+
     def _try(self, fn, retries=1):
         for attempt in range(retries + 1):
             try:

@@ -1,4 +1,4 @@
-"""Files computed once and reused: trained evaluators and real reference statistics.
+"""Files computed once per machine and reused: the reals' reference embeddings.
 
 They live under ``$DCGAN_LAB_CACHE`` (default ``~/.cache/dcgan-lab``). Writes are atomic
 (``trainables.atomic.save_atomic``), so a reader never sees half a file even when several

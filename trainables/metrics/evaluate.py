@@ -133,12 +133,12 @@ def _embed(evaluator, batches, world_size, predict=True):
 
 
 def fd_speed(dataset="synthetic-faces", image_size=32, n=10_000, ngf=32, batch_size=500, metrics=("fd",),
-             device="cpu"):
-    """Seconds to evaluate a DCGAN G (random weights, ``ngf``) on ``n`` samples once the evaluator
-    and the reference statistics are cached; for the benchmark."""
+             device="cpu", nc=3):
+    """Seconds to evaluate a DCGAN G (random weights, ``ngf``) on ``n`` samples once the reference
+    statistics are cached; for the benchmark."""
     torch.manual_seed(0)
-    netG = Generator(nz=100, ngf=ngf, nc=3, image_size=image_size).apply(weights_init).eval().to(device)
-    evaluator = get_evaluator(dataset, image_size)
+    netG = Generator(nz=100, ngf=ngf, nc=nc, image_size=image_size).apply(weights_init).eval().to(device)
+    evaluator = get_evaluator(dataset, image_size, nc=nc)
     reference_embedding(evaluator, dataset, image_size, n, batch_size)
     start = time.perf_counter()
     results = evaluate_generator(netG, nz=100, z_dist="normal", dataset=dataset, image_size=image_size, n=n,

@@ -1,29 +1,29 @@
-"""Domain evaluators: for each labelled data set a small network trained once on its ground truth.
+"""Domain evaluators: for each labelled data set a small network trained on its ground truth.
 
 An evaluator's penultimate features define the data set's own FD (``fd_faces``,
-``fd_bedrooms``, ``fd_mnist``, ...); its predictions feed the label-level metrics (attribute
-coverage of faces, window and bed pixel fractions of bedrooms). It is trained on the train split
-the first time it is asked for and cached by data set, image size, channels, EVALUATOR_VERSION
-and seed; :func:`held_out_scores` measures it on the test split.
+``fd_bedrooms``, ``fd_fashion``, ...); its predictions feed the label-level metrics (attribute
+coverage of faces, window and bed pixel fractions of bedrooms). Evaluators are frozen: trained
+once by ``dcgan-lab evaluator train`` (:func:`make_version`), shipped with the project and loaded
+only when their SHA-256 is the manifest's (``frozen.py``); :func:`held_out_scores` measures one
+on the test split.
 """
 import contextlib
-import os
+import dataclasses
+import datetime
 import time
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 from torch.nn import functional as F
 
-from trainables.atomic import save_atomic
 from trainables.data import DataRequest, build_dataset, get_entry
+from trainables.data.registry import resolve_data_root
 from trainables.data.render import images_to_pixels
 from trainables.data.synthetic_faces import HAIR_COLORS, SKIN_TONES
 from trainables.errors import UserError
-from trainables.metrics.cache import cache_path, load_cached
+from trainables.metrics import frozen
 from trainables.metrics.evaluator_nets import HeadNet, SegNet
 
-EVALUATOR_VERSION = 1   # bump when a net, its training or its data change: old cache entries are ignored
 BASE_METRICS = ("fd", "kid", "pr", "variance")
 _LOAD_BATCH = 500
 
@@ -57,6 +57,7 @@ class EvaluatorSpec:
     epochs: int = 4
     batch_size: int = 128
     lr: float = 3e-3             # peak of the one-cycle schedule
+    n_held_out: int = 2000       # test images its held-out scores are measured on
 
 
 EVALUATORS = {
@@ -70,20 +71,25 @@ EVALUATORS = {
         "bedrooms", segments=("window_mask", "bed_mask", "picture_mask"),  # the lamp is too small to learn fast
         metrics=BASE_METRICS + ("layout",), n_train=8000, epochs=3, batch_size=64),
     "mnist": EvaluatorSpec("mnist", heads=(("class", "class", 10),)),
-    "fashion-mnist": EvaluatorSpec("fashion", heads=(("class", "class", 10),)),
+    "fashion-mnist": EvaluatorSpec("fashion", heads=(("class", "class", 10),), n_train=60000, epochs=10,
+                                   n_held_out=10000),   # every training and every test image
     "cifar10": EvaluatorSpec("cifar10", heads=(("class", "class", 10),)),
     "celeba": EvaluatorSpec("celeba", heads=(("attr", "multilabel", 40),)),
 }
 
 
 class Evaluator:
-    """A trained evaluator. Images in: float (N, nc, H, W) in [-1, 1], resized to its size if need be."""
+    """A frozen evaluator. Images in: float (N, nc, H, W) in [-1, 1], resized to its size if need be.
 
-    def __init__(self, spec, dataset, net, image_size, nc, seed, train_seconds):
-        self.spec, self.dataset, self.net = spec, dataset, net.eval()
-        self.image_size, self.nc, self.train_seconds = image_size, nc, train_seconds
+    ``entry``: its manifest entry (file, sha256, version, training settings, held-out scores)."""
+
+    def __init__(self, spec, dataset, net, image_size, nc, entry):
+        self.spec, self.dataset, self.net, self.entry = spec, dataset, net.eval(), entry
+        self.image_size, self.nc = image_size, nc
         self.name, self.dim, self.metrics = spec.name, net.feature_dim, spec.metrics
-        self.key = f"{spec.name}-v{EVALUATOR_VERSION}-seed{seed}"   # names its reference statistics
+        self.sha256, self.version = entry["sha256"], entry["version"]
+        self.train_seconds = entry["training"]["seconds"]
+        self.key = f"{spec.name}-v{self.version}-{self.sha256[:12]}"   # names its reference statistics
 
     def to(self, device):
         self.net.to(device)
@@ -111,23 +117,31 @@ class Evaluator:
         return {key: HEAD_KINDS[kind].predict(out[key]).cpu() for key, kind, _ in self.spec.heads}
 
 
-def _cache_name(dataset, image_size, nc, seed):
-    return f"{dataset}-{image_size}px-nc{nc}-v{EVALUATOR_VERSION}-seed{seed}"
+def evaluator_shipped(dataset, image_size, nc=3):
+    """Whether ``get_evaluator`` finds this evaluator's weights (their digest is checked on loading)."""
+    return dataset in EVALUATORS and frozen.find_entry(dataset, image_size, nc) is not None
 
 
-def evaluator_cached(dataset, image_size, seed=0, nc=3):
-    """Whether ``get_evaluator`` would load this evaluator rather than train it."""
-    return dataset in EVALUATORS and os.path.exists(cache_path("evaluators", _cache_name(dataset, image_size, nc, seed)))
-
-
-def get_evaluator(dataset, image_size, seed=0, nc=3, data_root="./data"):
-    """The data set's evaluator, trained now (a few minutes) unless it is cached."""
+def get_evaluator(dataset, image_size, nc=3, folder=None):
+    """The data set's frozen evaluator from ``folder`` (default: frozen.evaluator_dir()), its
+    file's digest checked; one line saying how to make it where it is not there."""
     spec = evaluator_spec(dataset)
-    state = _load_or_build(cache_path("evaluators", _cache_name(dataset, image_size, nc, seed)),
-                           lambda: train_evaluator(spec, dataset, image_size, nc, seed, data_root))
+    folder = folder or frozen.evaluator_dir()
+    entry = frozen.find_entry(dataset, image_size, nc, folder)
+    if entry is None:
+        raise frozen.not_shipped(dataset, image_size, nc, folder)
+    return _evaluator_from(spec, dataset, image_size, nc, entry, frozen.load_verified(entry, folder))
+
+
+def _evaluator_from(spec, dataset, image_size, nc, entry, state):
     net = _build_net(spec, nc, image_size)
-    net.load_state_dict(state["net"])
-    return Evaluator(spec, dataset, net, image_size, nc, seed, float(state["train_seconds"]))
+    try:
+        net.load_state_dict(state["net"])
+    except RuntimeError as err:
+        raise frozen.FrozenEvaluatorError(
+            f"evaluator file {entry['file']} does not fit the {dataset} evaluator's net in this code "
+            f"({str(err).splitlines()[0]}): make a new version with `dcgan-lab evaluator train`") from None
+    return Evaluator(spec, dataset, net, image_size, nc, entry)
 
 
 def evaluator_spec(dataset):
@@ -138,21 +152,6 @@ def evaluator_spec(dataset):
                         f"feature_extractor=inception with inception_weights=PATH, or one of the data sets "
                         f"{', '.join(sorted(EVALUATORS))}")
     return EVALUATORS[dataset]
-
-
-def _load_or_build(path, build):
-    """The cached state at ``path``; built and cached first if missing. Under torch.distributed
-    rank 0 builds it while the others wait, then they load its file."""
-    distributed = dist.is_available() and dist.is_initialized()
-    if distributed and dist.get_rank() != 0:
-        dist.barrier()
-    state = load_cached(path)
-    if state is None:
-        state = build()
-        save_atomic(state, path)
-    if distributed and dist.get_rank() == 0:
-        dist.barrier()
-    return state
 
 
 def _build_net(spec, nc, image_size):
@@ -199,14 +198,37 @@ def _loss(spec, out, target):
     return sum(HEAD_KINDS[kind].loss(out[key], target[key]) for key, kind, _ in spec.heads)
 
 
-def train_evaluator(spec, dataset, image_size, nc, seed, data_root="./data"):
-    """Train on the train split; return the state to cache: ``net`` weights and ``train_seconds``."""
+def make_version(dataset, image_size, nc=3, *, folder=None, data_root="./data", seed=0, n_train=None, epochs=None,
+                 threads=1):
+    """Train the data set's evaluator, measure it on its held-out images and save it as a new
+    version in ``folder`` (default: frozen.evaluator_dir()); returns its manifest entry.
+    ``n_train`` and ``epochs`` override the spec's (a tiny evaluator for a test)."""
+    spec = evaluator_spec(dataset)
+    spec = dataclasses.replace(spec, n_train=n_train or spec.n_train, epochs=epochs or spec.epochs)
+    trained = train_evaluator(spec, dataset, image_size, nc, seed, data_root, threads)
+    training = {"n_train": trained["n_train"], "epochs": spec.epochs, "batch_size": spec.batch_size, "lr": spec.lr,
+                "schedule": "Adam, one-cycle", "seed": seed, "threads": threads,
+                "seconds": round(trained["train_seconds"], 1)}
+    unsaved = {"file": None, "sha256": "unsaved", "version": 0, "training": training}
+    evaluator = _evaluator_from(spec, dataset, image_size, nc, unsaved, trained)
+    scores = held_out_scores(evaluator, spec.n_held_out, data_root)
+    n_held_out = len(real_batches(dataset, image_size, nc, "test", spec.n_held_out, data_root).dataset)
+    record = {"dataset": dataset, "image_size": image_size, "nc": nc, "name": spec.name,
+              "net": type(evaluator.net).__name__, "feature_dim": evaluator.dim, "dtype": "float32",
+              "training": training, "held_out": {"n": n_held_out, **{k: round(v, 4) for k, v in scores.items()}},
+              "torch_version": torch.__version__, "date": datetime.date.today().isoformat(),
+              **({} if get_entry(dataset).synthetic else {"data_root": resolve_data_root(dataset, data_root)})}
+    return frozen.write_version(folder or frozen.evaluator_dir(), record, {"net": trained["net"]})
+
+
+def train_evaluator(spec, dataset, image_size, nc, seed, data_root="./data", threads=1):
+    """Train on the train split: ``{"net": weights, "train_seconds", "n_train": images used}``."""
     start = time.perf_counter()
     images, labels = _load_all(dataset, image_size, nc, "train", spec.n_train, data_root)
     targets = _targets(spec, labels)
     batch_size = min(spec.batch_size, len(images))
     steps_per_epoch = len(images) // batch_size
-    with torch.random.fork_rng(devices=[]), _one_thread():
+    with torch.random.fork_rng(devices=[]), _threads(threads):
         torch.manual_seed(seed)
         net = _build_net(spec, nc, image_size).train()
         opt = torch.optim.Adam(net.parameters(), lr=spec.lr)
@@ -222,20 +244,20 @@ def train_evaluator(spec, dataset, image_size, nc, seed, data_root="./data"):
                 loss.backward()
                 opt.step()
                 sched.step()
-    return {"net": net.state_dict(), "train_seconds": time.perf_counter() - start}
+    return {"net": net.state_dict(), "train_seconds": time.perf_counter() - start, "n_train": len(images)}
 
 
 @contextlib.contextmanager
-def _one_thread():
+def _threads(n):
     # On a shared machine two intra-op threads stall each other: training these small convs
     # ran up to 8x slower with 2 threads than with 1 while another process was busy, and at
-    # best 1.7x faster. One thread bounds the worst case and makes the result machine-independent.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    # best 1.7x faster. One thread (the default) bounds the worst case.
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 def held_out_scores(evaluator, n=2000, data_root="./data"):

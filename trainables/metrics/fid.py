@@ -15,6 +15,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from trainables.data.render import images_to_pixels
 from trainables.errors import UserError
 from trainables.metrics.evaluators import BASE_METRICS, get_evaluator
+from trainables.metrics.frozen import sha256_of
 
 FEATURE_EXTRACTORS = ("auto", "domain", "inception")
 INCEPTION_FILE = os.path.basename(URL_INCEPTION_V3)   # weights-inception-2015-12-05-6726825d.pth
@@ -33,6 +34,7 @@ class InceptionFeatures:
         self.net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
                                       feature_extractor_weights_path=weights_path, antialias=False)
         self.nc = nc
+        self.sha256 = sha256_of(weights_path)   # logged with each run, as a domain evaluator's is
 
     def to(self, device):
         self.net.to(device)
@@ -79,13 +81,12 @@ def feature_space(name, inception_weights=None):
     return "domain", None, missing
 
 
-def resolve_feature_extractor(name, dataset, inception_weights=None, *, image_size=64, nc=3, seed=0,
-                              data_root="./data"):
-    """The evaluator of ``feature_space(name, ...)`` (Inception, or the data set's own, trained now
-    unless cached), and a note for the log ("" when none)."""
+def resolve_feature_extractor(name, dataset, inception_weights=None, *, image_size=64, nc=3):
+    """The evaluator of ``feature_space(name, ...)`` (Inception, or the data set's own frozen one),
+    and a note for the log ("" when none)."""
     space, path, missing = feature_space(name, inception_weights)
     if space == "inception":
         return InceptionFeatures(path, nc), ""
-    evaluator = get_evaluator(dataset, image_size, seed=seed, nc=nc, data_root=data_root)
+    evaluator = get_evaluator(dataset, image_size, nc=nc)
     note = f"{missing}; measuring fd_{evaluator.name} with the domain evaluator instead" if missing else ""
     return evaluator, note
