@@ -1,15 +1,12 @@
 """``dcgan-lab pilot``: where does FD stop falling? The plateau at a ladder of horizons.
 
-For each cell of a sweep (the ``pilot`` preset: the paper's cell and lr 1e-3 run long), every run is
-read as it stood at each horizon H (``report_horizons.at_step``) and the slope of log FD over the
-last quarter of the first H steps is fitted as the report's plateau test fits it
-(``report_model.plateau``: OLS, one intercept per run). Two readings per horizon:
-
-- the report's test: slope not distinguishable from 0 (what the report requires of the paper's
-  cell before "contradicted"); with few points it passes for lack of power, so it cannot locate a
-  plateau on its own;
-- *flat*: equivalence, the slope's 90 % interval inside +-MARGIN per 1,000 steps (two one-sided
-  tests at 5 %), which few or noisy points cannot pass.
+For each cell of a sweep (the ``pilot`` preset: the paper's cell and lr 1e-3 run long, one seed),
+every run is read as it stood at each horizon H (``report_horizons.at_step``) and the slope of log
+FD over the last quarter of the first H steps is fitted by ``report_model.plateau`` with
+``pooled=True`` (one formula OLS, one intercept per run: with one run per cell the evaluations are
+the unit; the report's own test takes the run as the unit and needs 2 runs). *Flat*: the report's
+equivalence test (``report_model.equivalence``, the one helper both use), the slope's 90 % interval
+inside +-MARGIN per 1,000 steps (two one-sided tests at 5 %), which few or noisy points cannot pass.
 
 A cell's *plateau step* is the first horizon from which it is flat at every later horizon
 (``plateau_step``); the study's horizon is the latest cell's plus 25 %, rounded up to a thousand
@@ -70,24 +67,15 @@ def plateau_ladder(records, steps):
     from orchestrator.report_horizons import at_step
     from orchestrator.report_model import plateau
 
-    return [(h, plateau([at_step(r, h, math.nan) for r in records])) for h in steps]
+    return [(h, plateau([at_step(r, h, math.nan) for r in records], MARGIN, pooled=True)) for h in steps]
 
 
 def flat(pl, margin=MARGIN):
-    """Is FD shown flat at this horizon? Equivalence (two one-sided t tests at ALPHA): the slope's
-    90 % interval lies inside +-``margin`` per 1,000 steps. Unlike the report's test (slope not
-    distinguishable from 0), few or noisy points cannot pass it: their interval is wide."""
-    from scipy import stats
+    """Is FD shown flat at this horizon? The report's equivalence test (TOST at 5 %) on the fitted
+    slope, at ``margin`` per 1,000 steps: few or noisy points cannot pass it, their interval is wide."""
+    from orchestrator.report_model import equivalence
 
-    from orchestrator.report_model import ALPHA
-
-    if not pl["testable"] or pl["df"] < 1:
-        return False
-    if pl["hi"] == pl["lo"]:
-        return abs(pl["slope"]) < margin
-    se = (pl["hi"] - pl["lo"]) / (2 * stats.t.ppf(1 - ALPHA / 2, pl["df"]))
-    half = stats.t.ppf(1 - ALPHA, pl["df"]) * se
-    return bool(-margin < pl["slope"] - half and pl["slope"] + half < margin)
+    return pl["testable"] and equivalence(pl["slope"], pl["se"], pl["df"], margin)["equivalent"]
 
 
 def plateau_step(rows, margin=MARGIN):
@@ -134,7 +122,7 @@ def write_pilot(records, factors, label, every, out):
         cells.append({"levels": dict(zip(factors, levels)), "runs": len(runs), "seeds": seeds,
                       "plateau_step": plateau_step(rows),
                       "ladder": [{"horizon": h, "flat": flat(pl), **{k: pl[k] for k in (
-                          "testable", "reached", "slope", "lo", "hi", "p", "n_steps", "df")}} for h, pl in rows],
+                          "testable", "slope", "lo", "hi", "p", "power", "n_steps", "df")}} for h, pl in rows],
                       "fd_history": fd})
     md = render(label, every, cells)
     png = figures.curve_figure([(c["levels"], [r for r in records if r["levels"] == c["levels"]]) for c in cells],
@@ -158,25 +146,22 @@ def render(label, every, cells):
     lines = [f"# Pilot: the plateau at a ladder of horizons ({label})", "",
              f"Each cell's runs are read as they stood at every horizon H ({every} steps apart), and the slope of "
              "log FD on step over the last quarter of the first H steps is fitted by OLS, one intercept per run "
-             "(the report's plateau fit; slope per 1,000 steps, 95 % interval). *Report's test*: the slope is "
-             "not distinguishable from 0 at 5 % (what the report asks of the paper's cell before "
-             "\"contradicted\"; with few points it passes for lack of power). *Flat*: the slope's 90 % interval "
-             f"lies inside +-{MARGIN:g} per 1,000 steps (equivalence, two one-sided tests at 5 %). A cell's plateau "
-             "step is the first H from which it is flat at every later H. The study's horizon: the latest "
+             "(slope per 1,000 steps, 90 % interval). *Flat*: the slope's 90 % interval lies inside "
+             f"+-{MARGIN:g} per 1,000 steps (equivalence, two one-sided tests at 5 %, the report's test). A cell's "
+             "plateau step is the first H from which it is flat at every later H. The study's horizon: the latest "
              f"cell's plateau step plus 25 %, rounded up to 1,000 steps: **{horizon}**.", ""]
     for c in cells:
         name = ", ".join(f"{k}={v}" for k, v in c["levels"].items()) or "all runs"
         ps = c["plateau_step"]
         lines += [f"## {name} ({c['runs']} run(s), seeds {', '.join(c['seeds'])})", "",
                   f"Plateau step: **{ps if ps is not None else 'none: not shown flat from any horizon on'}**",
-                  "", "| horizon | evaluated steps in window | slope of log FD / 1,000 steps [95 %] | p | report's test | flat |",
-                  "| ---: | ---: | --- | ---: | --- | --- |"]
+                  "", "| horizon | evaluated steps in window | slope of log FD / 1,000 steps [90 %] | TOST p | power to show "
+                  "flat | flat |", "| ---: | ---: | --- | ---: | ---: | --- |"]
         for row in c["ladder"]:
             if not row["testable"]:
-                lines.append(f"| {row['horizon']} | {row['n_steps']} | | | not testable | no |")
+                lines.append(f"| {row['horizon']} | {row['n_steps']} | not testable | | | no |")
                 continue
-            state = "reached" if row["reached"] else "still moving"
             lines.append(f"| {row['horizon']} | {row['n_steps']} | {row['slope']:+.3f} [{row['lo']:+.3f}, "
-                         f"{row['hi']:+.3f}] | {row['p']:.3g} | {state} | {'yes' if row['flat'] else 'no'} |")
+                         f"{row['hi']:+.3f}] | {row['p']:.3g} | {row['power']:.0%} | {'yes' if row['flat'] else 'no'} |")
         lines.append("")
     return "\n".join(lines).rstrip()

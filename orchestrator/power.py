@@ -6,12 +6,20 @@ A simulated study has the design's cells and seeds. Log final FD in a run is
 ``4.5 + cell mean + seed effect + noise``: the seed effect (SD ``seed_sd``) is shared by every cell
 of a seed (the grid gives every cell the same seeds); the noise has SD ``sd`` in every cell, or each
 cell's SD is drawn from ``cell_sds`` (variances that differ by setting). A share ``diverged`` of
-runs diverge, in every cell. FD histories are flat over the last quarter (the plateau test passes).
+runs diverge, in every cell. FD histories are flat over the last quarter (3 % noise per evaluation),
+or in the paper's cell still falling at ``paper_slope`` log FD per 1,000 steps.
 Under the null a claim's arms (the paper's cell and the cells one factor away) share one mean;
 cells further away get their own (interactions a factorial may hold). With an effect, log(ratio)
 is added to every one-factor-away cell: the alternative's geometric-mean FD is ``ratio`` x the
 paper's. The power is the share of claims called "supported"; studies are the independent units
 of its Monte-Carlo standard error.
+
+``--from RUNS_CSV`` (a report's runs.csv, or its folder) takes the spread per claim from runs
+already made: the SD over seeds of the claim's paired contrast (alt − paper within a seed, log
+final FD, diverged runs censored as the report does), not a within-cell SD pooled over cells.
+Each claim is then simulated with that spread (each arm's SD the contrast's / sqrt 2, the report's
+Holm family over the file's claims), and its single-test power from statsmodels ``TTestPower``
+printed beside it.
 
 The default noise is the committed CPU-scale study's (docs/results/stability/factorial-1200, 8 cells x 2 seeds,
 1,200 steps): within-cell SD of log final FD 0.012 to 0.64 by cell, pooled 0.33; seed SD 0.15 is
@@ -20,6 +28,7 @@ it (a pilot) and pass ``--sd``.
 """
 import dataclasses
 import math
+import statistics
 
 CELL_SDS = (0.012, 0.189, 0.637, 0.085, 0.049, 0.458, 0.424, 0.081)   # measured, per cell (see above)
 POOLED_SD = 0.33
@@ -34,6 +43,7 @@ class Noise:
     seed_sd: float = SEED_SD        # SD of a seed's shared effect
     diverged: float = DIVERGED      # share of runs that diverge
     cell_sds: tuple = ()            # when given, each cell's SD is drawn from these instead of ``sd``
+    paper_slope: float = 0.0        # log FD per 1,000 steps in the paper cell's histories (0: flat)
 
 
 def add_subparser(subparsers):
@@ -46,6 +56,8 @@ def add_subparser(subparsers):
     p.add_argument("--min-seeds", type=int, default=5, help="fewest seeds per arm considered")
     p.add_argument("--max-seeds", type=int, default=40, help="most seeds per arm considered")
     p.add_argument("--studies", type=int, default=200, help="simulated studies per seed count")
+    p.add_argument("--from", dest="runs_csv", default="",
+                   help="a report's runs.csv (or its folder): the spread per claim is its paired contrast's SD there")
     p.set_defaults(func=cmd_power)
 
 
@@ -60,6 +72,9 @@ def cmd_power(args):
             ("studies", args.studies, args.studies >= 20, ">= 20")):
         if not ok:
             raise UserError(f"{key}={value} is not allowed: {allowed}")
+    if args.runs_csv:
+        print(render_from(args, contrast_spreads(args.runs_csv, args.space)))
+        return 0
     noise = Noise(sd=args.sd, seed_sd=args.seed_sd)
     rows, chosen = seeds_for_power(args.space, args.ratio, noise, args.target, args.min_seeds, args.max_seeds,
                                    args.studies)
@@ -109,6 +124,62 @@ def render(args, noise, rows, chosen):
     return "\n".join(lines)
 
 
+def contrast_spreads(runs_csv, space="paper-claims-paired", claims="paper"):
+    """[(claim key, seeds, SD of its paired contrast on log FD)] for the shipped claims that the runs of
+    ``runs_csv`` (a report's runs.csv or its folder, read as ``report --from`` reads it) test."""
+    from pathlib import Path
+
+    from orchestrator import report_data as data
+    from orchestrator.report_claims import evaluate_claims
+    from orchestrator.report_folders import FolderRuns
+    from orchestrator.report_model import seed_table
+    from search_spaces.claims import load_claims
+
+    path = Path(runs_csv)
+    source = FolderRuns([path.parent if path.name == "runs.csv" else path])
+    claim_list = [dataclasses.replace(c, expect=c.expect[:1]) for c in load_claims(claims)]
+    factors = data.choose_factors(source.runs, None, [c.factor for c in claim_list])
+    maps = data.level_maps(source.runs, factors)
+    recs, _ = data.records(None, source.runs, factors, history=source.history)
+    results, _ = evaluate_claims(claim_list, recs, factors, data.paper_levels(factors, maps),
+                                 lambda f, v: maps[f](str(v)), describe=False)
+    out = []
+    for res in results:
+        tab, _ = seed_table(recs, factors, res["claim"].primary)
+        paper, alt = (tab.get(arm, {}) for arm in res["arms"])
+        d = [alt[s] - paper[s] for s in sorted(set(paper) & set(alt))]
+        if len(d) >= 2:
+            out.append((res["claim"].key, len(d), float(statistics.stdev(d))))
+    return out
+
+
+def claim_power(space, seeds, ratio, contrast_sd, studies=200, seed=0):
+    """(power, MC SE) of the claims of ``space``'s design with ``seeds`` seeds when each arm's SD of
+    log FD is ``contrast_sd`` / sqrt 2 (no seed effect: it cancels within a seed; no divergence:
+    the spread measured already holds it), the report's verdict rules and Holm family."""
+    noise = Noise(sd=contrast_sd / math.sqrt(2), seed_sd=0.0, diverged=0.0)
+    _, supported, _ = simulate(design(space, seeds), studies, noise, effect=math.log(ratio), seed=seed)
+    return rate(supported)
+
+
+def render_from(args, spreads):
+    from statsmodels.stats.power import TTestPower
+
+    lines = [f"Power per claim from {args.runs_csv}: the SD over seeds of each claim's paired contrast (log final FD, "
+             f"alt − paper within a seed); the alternative's FD x{args.ratio:g} the paper's; simulated through the "
+             f"report's rules on space {args.space!r} ({args.studies} studies; Holm over the claims), beside one "
+             "paired t at 5 % (statsmodels TTestPower).", "",
+             "| claim | seeds there | contrast SD | power at those seeds (MC SE) | one t at 5 % | seeds for "
+             f"{args.target:.0%} (one t) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for key, n, sd in spreads:
+        power, se = claim_power(args.space, n, args.ratio, sd, args.studies)
+        effect = math.log(args.ratio) / sd
+        single = TTestPower().power(effect_size=effect, nobs=n, alpha=0.05)
+        need = TTestPower().solve_power(effect_size=effect, power=args.target, alpha=0.05)
+        lines.append(f"| {key} | {n} | {sd:.3f} | {power:.0%} ({se:.1%}) | {single:.0%} | {math.ceil(need)} |")
+    return "\n".join(lines)
+
+
 def design(space_name, seeds):
     """(factors searched, the grid's points with ``seeds`` seeds, the paper's level of each factor)."""
     from orchestrator.report_data import canonical, paper_levels
@@ -136,11 +207,13 @@ def simulate_study(rng, design, noise, effect=0.0):
         cell = tuple(canonical(str(p[f])) for f in factors)
         fd = math.exp(4.5 + mean[cell] + seed_effect[p["seed"]] + rng.normal(0, sd[cell]))
         div = rng.random() < noise.diverged
-        hist = [(s, fd * math.exp(rng.normal(0, 0.03))) for s in STEPS[:2 if div else None]]
+        slope = noise.paper_slope if away[cell] == 0 else 0.0
+        hist = [(s, fd * math.exp(slope * (s - STEPS[-1]) / 1000 + rng.normal(0, 0.03))) for s in STEPS[:2 if div else None]]
         out.append({"run_id": f"{cell}-{p['seed']}", "levels": dict(zip(factors, cell)), "seed": str(p["seed"]),
                     "params": {}, "status": "diverged" if div else "finished", "final_step": 1200.0,
                     "fd_key": "fd_faces", "history": {"fd_faces": hist},
-                    "values": {"fd_final": math.nan if div else fd, "diverged": float(div)}})
+                    "values": {"fd_final": math.nan if div else fd, "diverged": float(div),
+                               "fd_last_before_divergence": hist[-1][1] if div else math.nan}})
     return out
 
 
@@ -152,8 +225,8 @@ def primary_claims():
     return [dataclasses.replace(c, expect=c.expect[:1]) for c in load_claims("paper")]
 
 
-def simulate(design, studies, noise, effect=0.0, seed=0):
-    """Per study, the share of its claims with a decisive verdict, and the share "supported"
+def simulate(design, studies, noise, effect=0.0, seed=0, verdict="supported"):
+    """Per study, the share of its claims with a decisive verdict, and the share with ``verdict``
     (numpy arrays), and the number of claims tested per study."""
     import numpy as np
 
@@ -166,10 +239,10 @@ def simulate(design, studies, noise, effect=0.0, seed=0):
     decisive, supported, n_claims = [], [], 0
     for _ in range(studies):
         recs = simulate_study(rng, design, noise, effect)
-        results, _ = evaluate_claims(claims, recs, factors, paper, lambda f, v: canonical(str(v)))
+        results, _ = evaluate_claims(claims, recs, factors, paper, lambda f, v: canonical(str(v)), describe=False)
         n_claims = len(results)
         decisive.append(np.mean([r["verdict"] in DECISIVE for r in results]))
-        supported.append(np.mean([r["verdict"] == "supported" for r in results]))
+        supported.append(np.mean([r["verdict"] == verdict for r in results]))
     return np.array(decisive), np.array(supported), n_claims
 
 

@@ -1,7 +1,7 @@
 """``dcgan-lab report``: ablation tables and verdicts on the paper's claims, from tracked runs.
 
-Writes ``report.md``, ``tables.csv``, ``tables.tex``, ``report.html``, ``report.json``, ``runs.csv``, ``histories.csv``
-and ``forest.png`` to ``--out`` and, for a sweep, logs them as artifacts of its parent run (under
+Writes ``report.md``, ``tables.csv``, ``claims.csv``, ``tables.tex``, ``report.html``, ``report.json``, ``runs.csv``,
+``histories.csv`` and ``forest.png`` to ``--out`` and, for a sweep, logs them as artifacts of its parent run (under
 ``report/``). The method is in docs/report.md.
 """
 import functools
@@ -16,6 +16,7 @@ from orchestrator import report_data as data
 from orchestrator import report_figures as figures
 from orchestrator import report_horizons as horizons
 from orchestrator import report_render as render
+from orchestrator import report_verdicts as verdicts_text
 from orchestrator import tracking
 from orchestrator.report_claims import evaluate_claims, summary_row
 from orchestrator.report_folders import FolderRuns, histories_csv
@@ -24,8 +25,9 @@ from trainables import store
 from trainables.atomic import write_atomic
 from trainables.errors import UserError
 
-REPORT_FILES = ("report.md", "tables.csv", "tables.tex", "report.html", "report.json", "runs.csv", "histories.csv",
-                "forest.png", "fd_curves.png")   # and grids/<cell>.png: the final fixed-noise grid of each cell's first run
+REPORT_FILES = ("report.md", "tables.csv", "claims.csv", "tables.tex", "report.html", "report.json", "runs.csv",
+                "histories.csv", "forest.png", "fd_curves.png")
+# and grids/<cell>.png: the final fixed-noise grid of each cell's first run
 
 
 def add_subparser(subparsers):
@@ -117,18 +119,18 @@ def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_thresho
         table_factors = ["scale"] + factors
     tables = [("cells", table_factors, table(recs, table_factors, paper))]
     if len(factors) > 1:
-        tables += [(f"by {f}", [f], table(recs, [f], paper)) for f in factors]
+        tables += [(f"by {f}", [f], table(recs, [f], paper, table_factors)) for f in factors]
 
     scale_md = _scale_md(label, data.scale(runs), threshold, recs)
     md_tables = "\n\n".join(f"### Table: {name}\n\n{render.markdown_table(rows, fs)}" for name, fs, rows in tables)
-    claims_md = render.claims_markdown(results, untested)
-    method = render.method_md(results)
-    verdicts = "\n".join(render.verdict_lines(results)) or "No claim is tested by these runs."
+    claims_md = verdicts_text.claims_markdown(results, untested)
+    method = verdicts_text.method_md(results)
+    verdicts = "\n".join(verdicts_text.verdict_lines(results)) or "No claim is tested by these runs."
     if any(r["verdict"] == "not tested" for r in results):
         verdicts += ("\n\nExploratory: where a claim is not tested, its effect is a point estimate from too few "
                      "seeds, not a verdict. The study that tests the claims (paired seeds, intervals, verdicts): "
                      "`dcgan-lab sweep --preset stability` (add `--dry-run` for its trial count and cost).")
-    horizons_md = render.horizons_markdown(horizon_rows)
+    horizons_md = verdicts_text.horizons_markdown(horizon_rows)
     md = (f"# dcgan-lab report: {label}\n\n{scale_md}\n\n## Ablation tables\n\n{md_tables}\n\n## Claims\n\n{method}"
           f"\n\n{claims_md}\n\n### Verdicts\n\n{verdicts}\n\n## Horizons\n\n{horizons_md}\n")
     forest = figures.forest_figure(summary_rows)
@@ -138,8 +140,9 @@ def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_thresho
     files = {
         "report.md": md,
         "tables.csv": render.csv_rows(tables),
+        "claims.csv": verdicts_text.claims_csv(summary_rows),
         "tables.tex": "\n\n".join([render.latex_table(rows, fs, f"{label}: {name}") for name, fs, rows in tables]
-                                    + [render.claims_latex(results, f"{label}: claims (method: report.md)")]),
+                                    + [verdicts_text.claims_latex(results, f"{label}: claims (method: report.md)")]),
         "report.html": html,
         "report.json": json.dumps(_json(label, data.scale(runs), threshold, tables, results, summary_rows, untested,
                                         horizon_rows), indent=2, default=str),
@@ -178,8 +181,9 @@ def _scale_md(label, scale, threshold, recs):
             f"FD≤T uses T = {render.fmt(threshold)}: the first evaluated step at or below it, averaged over the runs "
             f"that reach it (in brackets: reached / runs whose FD history is known). {render.PAPER_MARK} marks the "
             f"paper's setting (the config's defaults), **bold** the best value of a column. Final FD: geometric mean "
-            f"over the runs with one; its interval is a 95 % t interval on log FD for n ≥ 3 seeds, the two values as "
-            f"a range for n = 2, none for n = 1. Diverged, mode collapse, attribute skew: share of runs.")
+            f"over the runs with one; its interval is a 95 % t interval on log FD for n ≥ 3 seeds of one cell, the two "
+            f"values as a range for n = 2, none for n = 1, and none for a row over several cells (\"by\" tables: their "
+            f"runs are different settings, not replicates). Diverged, mode collapse, attribute skew: share of runs.")
 
 
 def _store_grid(uri, run_id, _name):

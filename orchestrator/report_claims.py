@@ -7,13 +7,18 @@ Rules, in order (docs/report.md states them for readers):
    level (the reference), on the primary metric's analysis scale (log FD for FD), paired within
    seeds and tested with a t over seeds.
 2. No verdict with fewer than MIN_SEEDS seeds per arm: "not tested".
-3. The 95 % interval excluding 0 on the predicted side: "supported"; on the other side:
-   "contradicted" if the paper's own cell has reached a plateau, else "not reproduced at this
-   horizon"; including 0: "inconclusive".
-4. Secondaries get Holm-step-down intervals and never change the verdict; disagreement is said in words.
+3. The primary tests of one claims file are a family: Holm's step-down over their p. Holm-adjusted
+   p < 0.05 on the predicted side: "supported"; on the other side: "contradicted" if both cells of
+   the claim are shown flat (``report_model.plateau``: TOST at the file's plateau_margin), else
+   "not reproduced at this horizon"; adjusted p >= 0.05: "inconclusive".
+4. The verdict under each divergence sensitivity analysis (``report_divergence``) is made by the same
+   rules; a claim whose verdict changes under one of them is *fragile*.
+5. Secondaries get Holm-step-down intervals within their claim and never change the verdict;
+   disagreement is said in words.
 """
 import math
 
+from orchestrator import report_divergence as divergence
 from orchestrator import report_model as model
 from search_spaces.metrics import METRICS
 
@@ -23,12 +28,14 @@ MIN_SEEDS = 3
 NEEDS_SEEDS = f"needs >= {MIN_SEEDS} seeds per arm"
 
 
-def evaluate_claims(claims, records, factors, paper_levels, label):
+def evaluate_claims(claims, records, factors, paper_levels, label, describe=True):
     """(results, untested) for ``claims`` on ``records``.
 
     ``paper_levels``: factor -> label of its config default; ``label(factor, value)`` -> the label the
     records use for a claim's level. ``untested``: [(claim, why)] for claims these runs cannot test.
-    Each metric's per-seed table is built once and shared by every claim."""
+    Each metric's per-seed table is built once and shared by every claim. ``describe=False`` (the
+    simulations) makes the verdicts alone: no interaction F test, no divergence sensitivity, and a
+    cell's plateau only where a verdict needs it (``plateau`` None otherwise)."""
     tables, plateaus = {}, {}
 
     def table_of(metric):
@@ -36,18 +43,19 @@ def evaluate_claims(claims, records, factors, paper_levels, label):
             tables[metric] = model.seed_table(records, factors, metric)
         return tables[metric]
 
-    def plateau_of(cell):
-        if cell not in plateaus:
-            plateaus[cell] = model.plateau([r for r in records if _cell(r, factors) == cell])
-        return plateaus[cell]
+    def plateau_of(cell, margin):
+        if (cell, margin) not in plateaus:
+            plateaus[cell, margin] = model.plateau([r for r in records if _cell(r, factors) == cell], margin)
+        return plateaus[cell, margin]
 
     results, untested = [], []
     for claim in claims:
-        res = _evaluate(claim, records, factors, paper_levels, label, table_of, plateau_of)
+        res = _evaluate(claim, records, factors, paper_levels, label, table_of, plateau_of, describe)
         if isinstance(res, str):
             untested.append((claim, res))
         else:
             results.append(res)
+    _decide(results, plateau_of)
     return results, untested
 
 
@@ -55,7 +63,7 @@ def _cell(record, factors):
     return tuple(record["levels"][f] for f in factors)
 
 
-def _evaluate(claim, records, factors, paper_levels, label, table_of, plateau_of):
+def _evaluate(claim, records, factors, paper_levels, label, table_of, plateau_of, describe):
     """The claim's result dict, or a string saying why these runs cannot test it."""
     if claim.factor not in factors:
         return "its factor does not vary in these runs"
@@ -82,14 +90,43 @@ def _evaluate(claim, records, factors, paper_levels, label, table_of, plateau_of
         setting = ", ".join(f"{f}={lvl}" for f, lvl in zip(others, ref))
         verdict, reason = "not tested", f"no runs at the paper's other settings ({setting}) with both levels"
     else:
-        verdict, reason = _verdict(primary, claim.expect[0][1], plateau_of(arms[0]))
+        verdict, reason = _untestable(primary)
+    cell_of = lambda r: _cell(r, factors)  # noqa: E731
     result = {"claim": claim, "paper_label": lv["paper"], "alt_label": lv["alt"], "reference": dict(zip(others, ref)),
               "verdict": verdict, "reason": reason, "primary": primary, "n_cells": len(matched),
-              "plateau": plateau_of(arms[0]),
-              **_average(table_of(claim.primary), [(at(m, "paper"), at(m, "alt")) for m in matched], primary)}
+              "arms": arms, "plateau": plateau_of(arms[0], claim.plateau_margin) if describe else None,
+              "plateau_alt": plateau_of(arms[1], claim.plateau_margin) if describe else None,
+              "sensitivity": divergence.sensitivity(records, cell_of, arms, claim.primary)
+              if verdict is None and describe else None, "fragile": False,
+              **_average(table_of(claim.primary), [(at(m, "paper"), at(m, "alt")) for m in matched], primary,
+                         describe)}
     result["secondaries"] = _secondaries(claim, table_of, records, factors, arms, ref in matched)
-    result["notes"] = _disagreements(result)
     return result
+
+
+def _decide(results, plateau_of):
+    """The verdicts of the claims a test can be made for: Holm over their primary p (one family per
+    claims file and set of runs), then each one's rule; the same for each divergence sensitivity
+    analysis, with that analysis's p in the claim's place in the family. Notes last (they read the verdict)."""
+    family = [r for r in results if r["verdict"] is None]
+    ps = [r["primary"]["p"] for r in family]
+    adjusted = model.holm(ps)[0]
+    for i, (res, p_adj) in enumerate(zip(family, adjusted)):
+        if res["plateau"] is None and p_adj < model.ALPHA and (res["primary"]["effect"] > 0) != (res["primary"]["expected"] > 0):
+            res["plateau"], res["plateau_alt"] = (plateau_of(arm, res["claim"].plateau_margin) for arm in res["arms"])
+        res["primary"].update(p_holm=p_adj, family=len(family))
+        res["verdict"], res["reason"] = _verdict(res["primary"]["effect"], p_adj, res)
+        for est in (res["sensitivity"] or {}).values():
+            if est["n"] < MIN_SEEDS or not math.isfinite(est["p"]):
+                est.update(p_holm=math.nan, verdict="not tested")
+                continue
+            est["p_holm"] = model.holm(ps[:i] + [est["p"]] + ps[i + 1:])[0][i]
+            est["verdict"] = _verdict(est["effect"], est["p_holm"], res)[0]
+        res["fragile"] = any(e["verdict"] != res["verdict"] for e in (res["sensitivity"] or {}).values())
+    for res in results:
+        res["primary"].setdefault("p_holm", math.nan)
+        res["primary"].setdefault("family", len(family))
+        res["notes"] = _disagreements(res)
 
 
 def _estimate(metric, table, records, factors, arms, alpha):
@@ -98,8 +135,9 @@ def _estimate(metric, table, records, factors, arms, alpha):
     ``table``: the metric's (per-seed table, censored runs). Paired over the seeds both arms ran when
     there are MIN_SEEDS of them, else Welch's t between the arms' seeds; no interval below MIN_SEEDS."""
     if METRICS[metric].kind == "binary":
-        flags = [[r["values"].get(metric) for r in records if _cell(r, factors) == arm] for arm in arms]
-        flags = [[v for v in f if v is not None and math.isfinite(v)] for f in flags]
+        flags = [[(str(r.get("seed")), r["values"].get(metric)) for r in records if _cell(r, factors) == arm]
+                 for arm in arms]
+        flags = [[(s, v) for s, v in f if v is not None and math.isfinite(v)] for f in flags]
         seeds = [len({str(r.get("seed")) for r in records if _cell(r, factors) == arm
                       and math.isfinite(r["values"].get(metric, math.nan))}) for arm in arms]
         if not flags[0] or not flags[1]:
@@ -108,7 +146,7 @@ def _estimate(metric, table, records, factors, arms, alpha):
         if min(seeds) < MIN_SEEDS:
             est.update(lo=math.nan, hi=math.nan, p=math.nan)
         return {**est, "n_paper": seeds[0], "n_alt": seeds[1], "censored": 0,
-                "test": "share of runs: Newcombe interval, Fisher exact p"}
+                "test": f"share of runs: Newcombe interval, {est['flag_test']}"}
     tab, censored = table
     if arms[0] not in tab or arms[1] not in tab:
         return None
@@ -137,26 +175,32 @@ def _primary(claim, table, records, factors, arms, at_reference):
     return {**base, **est}
 
 
-def _verdict(primary, expected, plateau):
+def _untestable(primary):
+    """("not tested", why) for a primary no test can be made on, else (None, "")."""
     if not math.isfinite(primary["effect"]):
         return "not tested", f"no {primary['metric']} in one of the two arms"
     if min(primary["n_paper"], primary["n_alt"]) < MIN_SEEDS:
         return "not tested", NEEDS_SEEDS
-    if not (math.isfinite(primary["lo"]) and math.isfinite(primary["hi"])):
+    if not (math.isfinite(primary["lo"]) and math.isfinite(primary["hi"]) and math.isfinite(primary["p"])):
         return "not tested", "the paired differences do not vary: no interval"
-    side = 1 if primary["lo"] > 0 else -1 if primary["hi"] < 0 else 0
-    if side == 0:
-        return "inconclusive", "the 95 % interval includes 0"
-    if side == expected:
-        return "supported", "the 95 % interval excludes 0 on the predicted side"
-    if plateau["reached"]:
-        return "contradicted", "the 95 % interval excludes 0 against the prediction, at a plateau"
-    why = "it is still moving" if plateau["testable"] else "its plateau could not be tested"
-    return "not reproduced at this horizon", f"against the prediction, but the paper's cell has not reached a " \
-                                             f"plateau ({why})"
+    return None, ""
 
 
-def _average(table, pairs, primary):
+def _verdict(effect, p_holm, res):
+    """Verdict and reason from an effect's sign and its Holm-adjusted p, for claim result ``res``."""
+    if not p_holm < model.ALPHA:
+        return "inconclusive", f"Holm-adjusted p = {p_holm:.3g} >= {model.ALPHA:g}"
+    if (1 if effect > 0 else -1) == res["primary"]["expected"]:
+        return "supported", f"Holm-adjusted p = {p_holm:.3g} < {model.ALPHA:g}, on the predicted side"
+    cells = (("paper's", res["plateau"]), ("alternative's", res["plateau_alt"]))
+    if all(pl["flat"] for _, pl in cells):
+        return "contradicted", f"against the prediction (Holm-adjusted p = {p_holm:.3g}), both cells shown flat"
+    why = "; ".join(f"the {name} cell is {'not shown flat' if pl['testable'] else 'not testable for a plateau'}"
+                    for name, pl in cells if not pl["flat"])
+    return "not reproduced at this horizon", f"against the prediction (Holm-adjusted p = {p_holm:.3g}), but {why}"
+
+
+def _average(table, pairs, primary, interaction=True):
     """The effect averaged over every matched cell (paired over the seeds that ran all of them), and
     the F test of the interaction, on the primary metric. With one matched cell it is the primary."""
     tab, _ = table
@@ -172,7 +216,7 @@ def _average(table, pairs, primary):
     avg = model.paired(tab, weights)
     if avg["n_shared"] < MIN_SEEDS:
         avg.update(lo=math.nan, hi=math.nan, p=math.nan)
-    return {"average": {**avg, "n_cells": len(pairs)}, "interaction": model.interaction(tab, pairs)}
+    return {"average": {**avg, "n_cells": len(pairs)}, "interaction": model.interaction(tab, pairs) if interaction else None}
 
 
 def _secondaries(claim, table_of, records, factors, arms, at_reference):
@@ -227,4 +271,7 @@ def summary_row(result, stratum=""):
             "metric": p["metric"], "verdict": result["verdict"], "reason": result["reason"],
             "ratio": ratio(p["effect"]), "ratio_lo": ratio(p["lo"]), "ratio_hi": ratio(p["hi"]),
             "effect": p["effect"], "lo": p["lo"], "hi": p["hi"], "n_seeds": min(p["n_paper"], p["n_alt"]),
-            "n_cells": result["n_cells"], "test": p["test"], "stratum": stratum}
+            "n_cells": result["n_cells"], "test": p["test"], "stratum": stratum, "p": p["p"],
+            "p_holm": p.get("p_holm", math.nan), "fragile": result["fragile"],
+            **{f"verdict_{k}": ((result["sensitivity"] or {}).get(k) or {}).get("verdict", "")
+               for k, _ in divergence.ANALYSES}}

@@ -78,7 +78,8 @@ def horizon_rows(claims, records, factors, paper_levels, label, threshold, strat
         for res in results:
             p = res["primary"]
             rows.append({**summary_row(res, stratum), "fraction": name, "step": step, "n_paper": p["n_paper"],
-                         "n_alt": p["n_alt"], "censored": p["censored"], "plateau": plateau_state(res["plateau"])})
+                         "n_alt": p["n_alt"], "censored": p["censored"], "plateau": plateau_state(res["plateau"]),
+                         "plateau_alt": plateau_state(res["plateau_alt"])})
     order = [c.key for c in claims]
     return sorted(rows, key=lambda r: order.index(r["claim"]))   # stable: each claim's steps in order
 
@@ -86,4 +87,4 @@ def horizon_rows(claims, records, factors, paper_levels, label, threshold, strat
 def plateau_state(pl):
     if not pl["testable"]:
         return "not testable"
-    return "reached" if pl["reached"] else "still moving"
+    return "flat" if pl["flat"] else "not shown flat"

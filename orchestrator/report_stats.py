@@ -65,16 +65,18 @@ class Row:
     best: set = field(default_factory=set)
 
 
-def cell_stats(records):
-    """One table row's numbers from the runs of one cell (or of one factor level)."""
+def cell_stats(records, n_cells=1):
+    """One table row's numbers from the runs of one cell, or of one factor level over ``n_cells``
+    cells: a row over several cells gets no interval (its runs are not replicates of one setting)."""
     vals = lambda key: [r["values"].get(key, math.nan) for r in records]  # noqa: E731
     fd = vals("fd_final")
     reached = finite(vals("steps_to_fd"))
     return {
         "n": len(records),
+        "n_cells": n_cells,
         "n_fd": len(finite(fd)),
         "fd_gmean": geometric_mean(fd),
-        "fd_interval": fd_interval(fd),
+        "fd_interval": fd_interval(fd) if n_cells == 1 else ("", math.nan, math.nan),
         "fd_best": min(finite(vals("fd_best")), default=math.nan),
         **{k: mean_or_nan(vals(k)) for k in RATES},
         "sample_oscillation": mean_or_nan(vals("sample_oscillation")),
@@ -100,13 +102,16 @@ def _sort_key(level):
         return (1, 0.0, str(level))
 
 
-def table(records, factors, paper_levels):
-    """Rows for every combination of ``factors`` present in the runs, best values marked."""
+def table(records, factors, paper_levels, cell_factors=None):
+    """Rows for every combination of ``factors`` present in the runs, best values marked.
+    ``cell_factors``: the factors that make a cell (default ``factors``); a row whose runs span
+    several cells (a marginal row, e.g. "by lr") gets no interval."""
     rows = []
     for key, members in group(records, factors).items():
         levels = dict(zip(factors, key))
         paper = all(paper_levels.get(f, lvl) == lvl for f, lvl in levels.items())   # a factor without one: any
-        rows.append(Row(levels, cell_stats(members), paper))
+        n_cells = len(group(members, cell_factors)) if cell_factors else 1
+        rows.append(Row(levels, cell_stats(members, n_cells), paper))
     for col, _header, better in COLUMNS:
         if better is None:
             continue

@@ -38,7 +38,8 @@ def describe_sweep(uri, parent, result):
     note = sweep_note(run.info.run_name, run.info.experiment_id, parent, outcome, rows)
     now = int(time.time() * 1000)
     c.log_batch(parent, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)],
-                tags=[RunTag(NOTE_TAG, note)] + [RunTag(f"claim_{claim_key(r)}_verdict", str(r.get("verdict")))
+                tags=[RunTag(NOTE_TAG, note)] + [RunTag(f"claim_{claim_key(r)}_verdict",
+                                                        str(r.get("verdict")) + (", fragile" if r.get("fragile") else ""))
                                                  for r in rows])
 
 
@@ -95,7 +96,8 @@ def _claim_line(r):
     cells = [name, f"{r.get('paper')} vs {r.get('alt')}", str(r.get("metric", "")),
              _interval(r.get("effect"), r.get("lo"), r.get("hi")),
              _interval(r.get("ratio"), r.get("ratio_lo"), r.get("ratio_hi")),
-             f"{r.get('n_seeds', '–')} × {r.get('n_cells', '–')}", str(r.get("test", "")), f"**{r.get('verdict')}**"]
+             f"{r.get('n_seeds', '–')} × {r.get('n_cells', '–')}", str(r.get("test", "")),
+             f"**{r.get('verdict')}{', fragile' if r.get('fragile') else ''}**"]
     return "| " + " | ".join(c.replace("|", "/") for c in cells) + " |"
 
 

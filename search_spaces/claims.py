@@ -14,6 +14,10 @@ A claims file declares, before any run is seen, what each claim predicts and on 
 The paper's level is the config's default for the factor (``trainables/config.py``); a file may
 set ``paper:`` to compare against another level. Every metric of ``predict`` other than the
 primary is a secondary: reported, corrected for multiplicity, never deciding the verdict.
+
+A file may also set ``plateau_margin`` (top level, log FD per 1,000 steps, default 0.1): a cell
+is *flat* when its last-quarter slope is shown inside +-margin (docs/report.md, section 7), and a
+claim is contradicted only when both of its cells are flat.
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +33,7 @@ CLAIMS_DIR = Path(__file__).parent / "claims"
 DIRECTIONS = {"higher": 1, "lower": -1}   # the predicted sign of alt − paper
 REQUIRED = ("factor", "alt", "primary", "predict", "quote", "section")
 OPTIONAL = ("paper",)
+PLATEAU_MARGIN = 0.1   # log FD per 1,000 steps; why this value: docs/report.md, section 7
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class Claim:
     expect: tuple       # ((metric, +1 | -1), ...), the primary first
     quote: str
     section: str
+    plateau_margin: float = PLATEAU_MARGIN   # the file's: log FD per 1,000 steps a flat cell stays within
 
     @property
     def secondaries(self):
@@ -60,13 +66,18 @@ def load_claims(name_or_path="paper"):
         raise UserError(f"claims file {path}: not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(data, dict) or not isinstance(data.get("claims"), dict) or not data["claims"]:
         raise UserError(f"claims file {path}: must be a mapping with a non-empty 'claims' mapping")
-    unknown = sorted(set(data) - {"description", "claims"})
+    unknown = sorted(set(data) - {"description", "claims", "plateau_margin"})
     if unknown:
-        raise UserError(f"claims file {path}: unknown top-level key {unknown[0]!r}: allowed: description, claims")
+        raise UserError(f"claims file {path}: unknown top-level key {unknown[0]!r}: allowed: description, claims, "
+                        "plateau_margin")
+    margin = data.get("plateau_margin", PLATEAU_MARGIN)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < float("inf"):
+        raise UserError(f"claims file {path}: plateau_margin={margin!r} is not allowed: a positive number "
+                        "(log FD per 1,000 steps)")
     claims = []
     for key, spec in data["claims"].items():
         try:
-            claims.append(_check_claim(str(key), spec))
+            claims.append(_check_claim(str(key), spec, float(margin)))
         except UserError as err:
             raise UserError(f"claims file {path}: claims.{key}: {err}") from None
     return claims
@@ -76,7 +87,7 @@ def _find(name_or_path):
     return find_yaml(name_or_path, CLAIMS_DIR, claims_names(), "claims")
 
 
-def _check_claim(key, spec):
+def _check_claim(key, spec, margin=PLATEAU_MARGIN):
     if not isinstance(spec, dict):
         raise UserError(f"must be a mapping with {', '.join(REQUIRED)} (got {spec!r})")
     for name in spec:
@@ -105,4 +116,4 @@ def _check_claim(key, spec):
         raise bad_value("primary", primary, f"one of the metrics in predict ({', '.join(predict)})")
     expect = ((primary, DIRECTIONS[predict[primary]]),) + tuple(
         (m, DIRECTIONS[d]) for m, d in predict.items() if m != primary)
-    return Claim(key, factor, paper, alt, primary, expect, str(spec["quote"]), str(spec["section"]))
+    return Claim(key, factor, paper, alt, primary, expect, str(spec["quote"]), str(spec["section"]), margin)

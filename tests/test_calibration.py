@@ -14,8 +14,15 @@ The noise model (``orchestrator.power``) is taken from the committed CPU-scale s
 SD drawn from those 8 values (FD's variance differs by setting: the case a variance pooled over
 cells gets wrong). Seed effects (SD 0.15, shared by every cell of a seed), 5 % of runs diverged in
 every cell, a flat last quarter.
+
+The verdicts are those of issue 32's rules: the primary tests of the claims file are one Holm family,
+and "contradicted" needs both cells of a claim shown flat (TOST at the file's plateau_margin, the
+run the unit). A paper cell still falling (-0.2 log FD per 1,000 steps, twice the margin) must be
+called contradicted in at most 5 % (+ 2 MC SE) of studies whose effect goes against the claim;
+heavier divergence (20 % of runs) must not raise the false verdicts above 5 %.
 """
 import math
+from pathlib import Path
 
 import pytest
 
@@ -73,15 +80,45 @@ def test_power_at_twice_the_fd(figure):
     assert power > 0.9   # x2 is far above the x1.5 the preset is sized for
 
 
-def test_the_stability_preset_has_the_power_its_file_claims(figure):
-    """stability.yaml: x1.5 in geometric-mean FD found with 80 % power at the noise it was sized on
-    (the module's default: the 1,200-step study's pooled SD 0.33, seed SD 0.15)."""
+def test_the_stability_preset_power_at_x1_5_under_the_family_rule(figure):
+    """stability.yaml was sized for x1.5 in geometric-mean FD at 80 % power, one test at 5 %, at the
+    noise of the time (the module's default: the 1,200-step study's pooled SD 0.33, seed SD 0.15).
+    Holm over the file's three primary tests costs some of it: printed, and held above 70 %."""
     space, seeds = _preset("stability")
     _, supported, n_claims = sim.simulate(sim.design(space, seeds), 400, Noise(), math.log(1.5), seed=7)
     power, se = sim.rate(supported)
-    figure(f"power, stability ({seeds} seeds), each alternative x1.5 FD at SD 0.33: {power:.0%} (MC SE {se:.1%}, "
-           f"400 studies x {n_claims} claims)")
-    assert power >= 0.8 - 2 * se
+    figure(f"power, stability ({seeds} seeds), each alternative x1.5 FD at SD 0.33, Holm over {n_claims} claims: "
+           f"{power:.0%} (MC SE {se:.1%}, 400 studies)")
+    assert power >= 0.7 - 2 * se
+
+
+@pytest.mark.parametrize("preset", ["stability", "stability-factorial"])
+def test_a_paper_cell_still_falling_is_rarely_contradicted(preset, figure):
+    """Every alternative at x0.5 the paper's FD (against the claims), the paper's cell flat or still
+    falling at -0.2 log FD per 1,000 steps over its last quarter: the share called contradicted."""
+    space, seeds = _preset(preset)
+    design = sim.design(space, seeds)
+    rates = {}
+    for slope in (0.0, -0.2):
+        _, contradicted, n_claims = sim.simulate(design, 150, Noise(paper_slope=slope), math.log(0.5), seed=11,
+                                                 verdict="contradicted")
+        rates[slope] = sim.rate(contradicted)
+    rate, se = rates[-0.2]
+    figure(f"contradicted at x0.5 against the claims, {preset} ({seeds} seeds): paper's cell flat "
+           f"{rates[0.0][0]:.0%} (MC SE {rates[0.0][1]:.1%}); still falling at -0.2 / 1,000 steps {rate:.1%} "
+           f"(MC SE {se:.1%}); 150 studies x {n_claims} claims, margin 0.1")
+    assert rate <= 0.05 + 2 * max(se, math.sqrt(0.05 * 0.95 / (150 * n_claims)))
+
+
+def test_heavy_divergence_keeps_the_false_verdicts_at_5_percent(figure):
+    """20 % of runs diverged in every cell (censored at the worst FD), no effect, unequal cell SDs."""
+    space, seeds = _preset("stability")
+    shares, _, n_claims = sim.simulate(sim.design(space, seeds), 200, Noise(cell_sds=CELL_SDS, diverged=0.2),
+                                       seed=13)
+    rate, se = sim.rate(shares)
+    figure(f"calibration, no effect, stability ({seeds} seeds), 20 % of runs diverged, unequal cell SDs: "
+           f"false verdicts {rate:.1%} (MC SE {se:.1%}, 200 studies x {n_claims} claims)")
+    assert rate <= 0.05 + 2 * max(se, math.sqrt(0.05 * 0.95 / (200 * n_claims)))
 
 
 def test_seeds_for_power_finds_the_fewest_seeds_that_reach_the_target():
@@ -96,3 +133,29 @@ def test_seeds_for_power_finds_the_fewest_seeds_that_reach_the_target():
     _, easy = seeds_for_power("paper-claims-paired", 50.0, Noise(sd=0.05, seed_sd=0.05), target=0.8, min_seeds=3,
                               max_seeds=12, studies=40)
     assert easy == 3
+
+
+def test_power_from_runs_csv_uses_each_claims_contrast_sd():
+    """``dcgan-lab power --from``: the spread per claim is the SD of its paired contrast in the
+    committed study's runs.csv (recomputed here with pandas: log final FD, a diverged run at the worst
+    finished FD), and the simulated power sits between one paired t at 5 % and one at 5 % / 3
+    (statsmodels TTestPower): Holm over the three claims costs at most a Bonferroni's worth."""
+    import numpy as np
+    import pandas as pd
+    from statsmodels.stats.power import TTestPower
+
+    path = Path(__file__).parents[1] / "docs" / "results" / "stability" / "runs.csv"
+    runs = pd.read_csv(path, dtype={"bn_placement": str})
+    runs["y"] = np.log(runs["fd_final"].where(runs["diverged"] != 1.0, runs["fd_final"].max()))
+    cell = lambda lr, b1, bn: runs[(runs.lr == lr) & (runs.beta1 == b1) & (runs.bn_placement == bn)].set_index("seed")["y"]  # noqa: E731
+    paper = cell(2e-4, 0.5, "paper")
+    expected = {"lr": cell(1e-3, 0.5, "paper"), "beta1": cell(2e-4, 0.9, "paper"), "bn": cell(2e-4, 0.5, "all")}
+    spreads = {k: (n, sd) for k, n, sd in sim.contrast_spreads(str(path))}
+    for key, alt in expected.items():
+        assert spreads[key] == (20, pytest.approx(float((alt - paper).std(ddof=1))))
+    assert spreads["bn"][1] == pytest.approx(0.984, abs=5e-4)   # issue 32: not the pooled cell SD 0.483
+    for sd in (0.5, 0.984):
+        power, se = sim.claim_power("paper-claims-paired", 20, 1.5, sd, studies=150, seed=3)
+        effect = math.log(1.5) / sd
+        lo, hi = (TTestPower().power(effect_size=effect, nobs=20, alpha=a) for a in (0.05 / 3, 0.05))
+        assert lo - 2 * se - 0.02 <= power <= hi + 2 * se + 0.02, (sd, power, lo, hi)

@@ -41,12 +41,10 @@ def test_plateau_found_where_fd_flattens_and_not_for_a_run_still_falling(seed):
 
 
 def test_a_cell_is_flat_only_from_a_horizon_on_which_every_later_one_is_flat():
-    def pl(slope, half95, df=8):   # a plateau() result with that slope and 95 % half-width
-        return {"testable": True, "reached": abs(slope) < half95, "slope": slope, "lo": slope - half95,
-                "hi": slope + half95, "df": df}
-    wide, narrow, drifting = pl(0.0, 2.0), pl(0.01, 0.1), pl(0.3, 0.05)
-    assert not flat(wide) and flat(narrow) and not flat(drifting)
-    assert wide["reached"] and not flat(wide)          # the report's test passes for lack of power; flat does not
+    def pl(slope, se, df=8):   # a plateau() result with that slope and standard error
+        return {"testable": True, "slope": slope, "se": se, "df": df}
+    wide, narrow, drifting = pl(0.0, 1.0), pl(0.01, 0.05), pl(0.3, 0.025)
+    assert not flat(wide) and flat(narrow) and not flat(drifting)   # a wide interval is never flat
     assert plateau_step([(1, wide), (2, narrow), (3, drifting), (4, narrow), (5, narrow)]) == 4
     assert plateau_step([(1, narrow), (2, narrow), (3, wide)]) is None   # not shown flat at the end
     assert plateau_step([(1, {"testable": False, "df": 0}), (2, narrow)]) == 2

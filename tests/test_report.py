@@ -118,6 +118,10 @@ def test_every_table_number(factorial):
     assert math.isnan(rec["values"]["fd_final"]) and rec["values"]["fd_last_before_divergence"] == 80.0
     md = (factorial[2] / "out" / "report.md").read_text()
     assert "| 0.001 | 0.9 | all | 3 (2 with FD) |" in md and "range " in md and "1 diverged" in md
+    # A marginal row pools 4 different cells: no interval (the runs are not replicates of one setting).
+    by_lr = dict((n, rows) for n, _, rows in result["tables"])["by lr"]
+    assert all(r.stats["n_cells"] == 4 and r.stats["fd_interval"][0] == "" for r in by_lr)
+    assert "| 0.001 | 12 (11 with FD) | " in md and "– (over 4 cells)" in md
 
 
 def test_cell_interval_rules():
@@ -148,8 +152,8 @@ def test_claim_verdicts_and_summary(factorial):
     claims = _claims(result)
     assert claims["lr"]["verdict"] == "supported"
     assert claims["beta1"]["verdict"] == "inconclusive" and claims["beta1"]["primary"]["effect"] == pytest.approx(0)
-    assert claims["bn"]["plateau"]["testable"] and claims["bn"]["plateau"]["reached"]
-    assert claims["bn"]["verdict"] == "contradicted"                                   # 0.5x, at a plateau
+    assert claims["bn"]["plateau"]["flat"] and claims["bn"]["plateau_alt"]["flat"]     # both cells shown flat
+    assert claims["bn"]["verdict"] == "contradicted"                                   # 0.5x, both cells flat
     assert claims["lr"]["n_cells"] == 4 and claims["lr"]["interaction"]["df_num"] == 3
     tab, _ = model.seed_table(result["records"], ["lr", "beta1", "bn_placement"], "fd_final")
     average = np.mean([tab[("0.001", b, n)][s] - tab[("0.0002", b, n)][s] for b in LEVELS[1] for n in LEVELS[2]
@@ -226,10 +230,16 @@ def _hist_falling(cell, s, v):
 def test_horizon_rule():
     against = lambda cell, s: (math.log(0.5) if cell[0] == "0.001" else 0.0) + _noise(cell, s)  # noqa: E731
     flat = _evaluate(_records(PAIRED, 5, against, lambda c, s, v: _flat_history(v, s)))["lr"]
-    assert flat["plateau"]["reached"] and flat["verdict"] == "contradicted"
+    assert flat["plateau"]["flat"] and flat["plateau_alt"]["flat"] and flat["verdict"] == "contradicted"
     falling = _evaluate(_records(PAIRED, 5, against, _hist_falling))["lr"]
-    assert falling["plateau"]["testable"] and not falling["plateau"]["reached"]
-    assert falling["verdict"] == "not reproduced at this horizon" and "still moving" in falling["reason"]
+    assert falling["plateau"]["testable"] and not falling["plateau"]["flat"]
+    assert falling["verdict"] == "not reproduced at this horizon" and "paper's cell is not shown flat" in falling["reason"]
+    # The paper's cell flat, the alternative's still falling: not contradicted either.
+    alt_falls = _evaluate(_records(PAIRED, 5, against, lambda c, s, v: _hist_falling(c, s, v) if c[0] == "0.001"
+                                   else _flat_history(v, s)))["lr"]
+    assert alt_falls["plateau"]["flat"] and not alt_falls["plateau_alt"]["flat"]
+    assert alt_falls["verdict"] == "not reproduced at this horizon"
+    assert "alternative's cell is not shown flat" in alt_falls["reason"]
     short = _evaluate(_records(PAIRED, 5, against, lambda c, s, v: [(600, 2 * v), (900, v), (1200, v)]))["lr"]
     assert not short["plateau"]["testable"] and short["verdict"] == "not reproduced at this horizon"
     # A supported claim needs no plateau.
@@ -242,7 +252,9 @@ def test_plateau_slope_is_the_within_run_regression():
     x = np.array([s / 1000 for s in STEPS if s >= 900])
     ys = [np.log([v for st, v in r["history"]["fd_faces"] if st >= 900]) for r in recs]
     slope = sum(((x - x.mean()) * (y - y.mean())).sum() for y in ys) / (3 * ((x - x.mean()) ** 2).sum())
-    assert pl["n_steps"] == 4 and pl["df"] == 12 - 3 - 1 and pl["slope"] == pytest.approx(slope)
+    assert pl["n_steps"] == 4 and pl["df"] == 3 - 1 and pl["slope"] == pytest.approx(slope)   # the run the unit
+    pooled = model.plateau(recs, pooled=True)                                # the pilot's fit: evaluations the unit
+    assert pooled["df"] == 12 - 3 - 1 and pooled["slope"] == pytest.approx(slope)
 
 
 def test_holm_levels_agree_with_multipletests():
@@ -331,7 +343,7 @@ def test_every_format_and_the_parent_run(factorial):
         "final FD per cell, one point per seed", "FD against step", "D loss", "G loss", "D(x)", "D(G(z))"]
     assert html.count("<img class='grid'") == 8 and "contradicted" in html and "src='data:image/png;base64,'" not in html
     md = (out / "report.md").read_text()
-    assert "log fd_final" in md and "Horizon" in md and "plateau reached" in md and "×2" in md
+    assert "log fd_final" in md and "Horizon" in md and "| bn | paper's | 3 |" in md and "×2" in md
     report = __import__("json").loads((out / "report.json").read_text())
     assert {c["claim"] for c in report["claims_summary"]} == {"lr", "beta1", "bn"}
     arts = {f.path for f in MlflowClient(uri).list_artifacts(parent, "report")}
@@ -349,7 +361,7 @@ def test_horizons_in_every_format(factorial):
     rows = result["horizons"]
     assert [(r["claim"], r["fraction"], r["step"]) for r in rows] == [
         (c, f, s) for c in ("lr", "beta1", "bn") for f, s in (("1/4", 300), ("1/2", 600), ("all", 1200))]
-    added = {"fraction", "step", "n_paper", "n_alt", "censored", "plateau"}
+    added = {"fraction", "step", "n_paper", "n_alt", "censored", "plateau", "plateau_alt"}
     full = [{k: v for k, v in r.items() if k not in added} for r in rows if r["fraction"] == "all"]
     assert full == result["claims_summary"] and all(r["censored"] == 1 for r in rows)
     md = (tmp / "out" / "report.md").read_text()

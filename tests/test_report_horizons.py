@@ -9,7 +9,7 @@ from orchestrator import report_model as model
 from orchestrator.report_claims import evaluate_claims, summary_row
 from orchestrator.report_data import canonical, paper_levels, steps_to
 from orchestrator.report_horizons import at_step, diverged_at, horizon, horizon_rows
-from orchestrator.report_render import horizons_markdown
+from orchestrator.report_verdicts import horizons_markdown
 from search_spaces.claims import load_claims
 
 FACTORS = ("lr", "beta1", "bn_placement")
@@ -92,8 +92,8 @@ def test_the_plateau_test_reads_the_history_up_to_the_step():
     paper = [at_step(r, 600, THRESHOLD) for r in recs if tuple(r["levels"].values()) == PAPER]
     pl = model.plateau(paper)
     assert pl["horizon"] == 600 and pl["start"] == 450 and pl["n_steps"] == 4   # 450, 500, 550, 600
-    assert pl["testable"] and not pl["reached"]                                 # FD still falls there
-    assert _of(_rows(recs), "lr")[1]["plateau"] == "still moving"
+    assert pl["testable"] and not pl["flat"] and pl["hi"] < 0                   # FD still falls there
+    assert _of(_rows(recs), "lr")[1]["plateau"] == "not shown flat"
 
 
 def test_a_run_diverging_late_is_not_diverged_early():
@@ -130,7 +130,7 @@ def test_the_full_horizon_is_the_claims_result():
     recs = _records({(LR_ALT, 0): (900, True), (PAPER, 1): (200, False)})
     results, _ = evaluate_claims(CLAIMS, recs, list(FACTORS), PAPER_LEVELS, _label)
     full = [r for r in _rows(recs) if r["fraction"] == "all"]
-    added = {"fraction", "step", "n_paper", "n_alt", "censored", "plateau"}
+    added = {"fraction", "step", "n_paper", "n_alt", "censored", "plateau", "plateau_alt"}
     assert len(full) == len(results) == 3
     for row, res in zip(full, results):
         assert _same({k: v for k, v in row.items() if k not in added}, summary_row(res))

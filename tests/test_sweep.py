@@ -52,8 +52,8 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert parent.data.params["sweep_space"] == "lr-alone"
     assert [f.path for f in client.list_artifacts(parent.info.run_id)] == ["report", "summary.md"]
     assert {f.path for f in client.list_artifacts(parent.info.run_id, "report")} == \
-        {f"report/{n}" for n in ("report.md", "tables.csv", "tables.tex", "report.html", "report.json", "runs.csv",
-                                 "histories.csv", "forest.png", "fd_curves.png", "grids")}
+        {f"report/{n}" for n in ("report.md", "tables.csv", "claims.csv", "tables.tex", "report.html", "report.json",
+                                 "runs.csv", "histories.csv", "forest.png", "fd_curves.png", "grids")}
     grids = [f.path for f in client.list_artifacts(parent.info.run_id, "report/grids")]
     assert len(grids) == 2 and all(g.endswith("_seed-0.png") for g in grids), grids   # lr-alone: 2 cells, seed 0
     # Checkpoints land in the user's storage_path (Tune keeps those of single-worker trials,
