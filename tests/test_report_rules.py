@@ -149,3 +149,28 @@ def test_divergence_sensitivity_and_the_fragile_label():
     # No run of the arms diverged: nothing to vary, never fragile.
     clean = _evaluate([_record(c, s, v) for (c, s), v in log_fd.items()])["bn"]
     assert clean["sensitivity"] is None and not clean["fragile"]
+
+
+def test_fragile_is_said_in_every_format():
+    """md, tex, claims.csv, the JSON summary and the sweep parent's note all carry the label."""
+    import csv
+    import io
+
+    from orchestrator import report_verdicts as text
+    from orchestrator.report_claims import summary_row
+    from orchestrator.run_notes import sweep_note
+
+    log_fd = {(c, s): 0.2 * (c == BN) + _noise(c, s) for c in PAIRED for s in range(6)}
+    recs = [_record(c, s, v, diverged=c == BN and s < 2, last=math.exp(3.0)) for (c, s), v in log_fd.items()]
+    results = list(_evaluate(recs).values())
+    rows = [summary_row(r) for r in results]
+    bn = {r["claim"]: r for r in rows}["bn"]
+    assert bn["fragile"] and bn["verdict"] == "supported" and bn["verdict_dropped"] == "inconclusive"
+    assert "**supported, fragile** |" in text.claims_markdown(results, [])
+    assert "supported, fragile" in text.claims_latex(results, "claims") and "supported, fragile" in text.verdict_lines(results)[2]
+    (row,) = [r for r in csv.DictReader(io.StringIO(text.claims_csv(rows))) if r["claim"] == "bn"]
+    assert row["fragile"] == "True" and row["verdict_rank"] in ("supported", "inconclusive")
+    outcome = {"trials": 24, "trials_finished": 22, "trials_diverged": 2, "trials_failed": 0, "best_fd_final": 1.0,
+               "best_run": "t"}
+    assert "**supported, fragile**" in sweep_note("sweep", "0", "p", outcome, rows)
+    assert "| **yes** |" in "\n".join(text.sensitivity_markdown(results))
