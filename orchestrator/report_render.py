@@ -56,7 +56,7 @@ def markdown_table(rows, factors):
     return "\n".join(lines)
 
 
-def _tex(t):
+def tex(t):
     return (str(t).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
             .replace("#", r"\#").replace("±", r"$\pm$").replace("≤", r"$\le$").replace("≥", r"$\ge$")
             .replace("×", r"$\times$").replace("−", "-").replace("–", "--").replace(PAPER_MARK, r"$^\dagger$"))
@@ -64,7 +64,7 @@ def _tex(t):
 
 def latex_table(rows, factors, caption):
     cols = "l" * len(factors) + "r" * len(COLUMNS)
-    esc = _tex
+    esc = tex
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{esc(caption)}}}", rf"\begin{{tabular}}{{{cols}}}",
              r"\toprule", " & ".join(esc(h) for h in list(factors) + [h for _, h, _ in COLUMNS]) + r" \\", r"\midrule"]
     for r in rows:

@@ -8,7 +8,7 @@ import math
 from orchestrator.report_claims import MIN_SEEDS
 from orchestrator.report_divergence import ANALYSES
 from orchestrator.report_model import PLATEAU_MIN_STEPS
-from orchestrator.report_render import _tex, fmt
+from orchestrator.report_render import fmt, tex
 
 
 def _ratio(x, lo, hi, scale):
@@ -85,12 +85,12 @@ def claims_markdown(results, untested):
 
 def claims_latex(results, caption):
     """The primary effects and verdicts as a booktabs table (the same numbers as report.md)."""
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex(caption)}}}", r"\begin{tabular}{lllrrl}",
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{tex(caption)}}}", r"\begin{tabular}{lllrrl}",
              r"\toprule", r"claim & paper vs alternative & primary & effect [95\,\% CI] & ratio alt/paper & verdict \\",
              r"\midrule"]
     for res in results:
         p = res["primary"]
-        lines.append(" & ".join(_tex(x) for x in (
+        lines.append(" & ".join(tex(x) for x in (
             _name(res), f"{res['claim'].factor}: {res['paper_label']} vs {res['alt_label']}",
             f"{p['metric']} ({p['scale']}), {p['n_paper']}/{p['n_alt']} seeds", _effect(p),
             _ratio(p["effect"], p["lo"], p["hi"], p["scale"]), _verdict_text(res))) + r" \\")
