@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "orchestrator.report",      # report
     "orchestrator.power",       # power
     "orchestrator.pilot",       # pilot
+    "orchestrator.features_svm_cmd",   # features-svm
     "orchestrator.replay",      # replay
     "orchestrator.data_cmd",    # data preview|cache
     "orchestrator.evaluator_cmd",   # evaluator train|list

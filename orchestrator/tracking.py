@@ -1,4 +1,4 @@
-"""MLflow on the driver: which store, whether it can be reached, finding a run, reloading G.
+"""MLflow on the driver: which store, whether it can be reached, finding a run, reloading G and D.
 
 Every subcommand picks its store the same way: ``mlflow_uri`` if set, else ``$MLFLOW_TRACKING_URI``,
 else a SQLite file ``mlflow.db`` in the working directory with artifacts in ``mlartifacts/`` beside it.
@@ -54,22 +54,34 @@ def get_run(uri, run_id):
 
 def load_generator(uri, run_id):
     """Reload G and its config from a run's artifacts (``weights_only`` loading)."""
+    from trainables.models import build_generator
+
+    return _load_net(uri, run_id, "generator", build_generator)
+
+
+def load_discriminator(uri, run_id):
+    """Reload D and its config from a run's artifacts (``weights_only`` loading)."""
+    from trainables.models import build_discriminator
+
+    return _load_net(uri, run_id, "discriminator", build_discriminator)
+
+
+def _load_net(uri, run_id, name, build):
     import yaml
     from mlflow.exceptions import MlflowException
 
     from trainables.checkpoints import load_safe
     from trainables.config import config_from_dict
-    from trainables.models import build_generator
 
     get_run(uri, run_id)
     try:
         local = client(uri).download_artifacts(run_id, MODEL_DIR)
     except (MlflowException, OSError):
-        raise UserError(f"run={run_id!r} has no generator: no {MODEL_DIR}/ artifacts (did it finish?)") from None
+        raise UserError(f"run={run_id!r} has no {name}: no {MODEL_DIR}/ artifacts (did it finish?)") from None
     local = Path(local)
-    if not (local / "generator.pt").is_file():
-        raise UserError(f"run={run_id!r} has no generator: {MODEL_DIR}/generator.pt is missing")
+    if not (local / f"{name}.pt").is_file():
+        raise UserError(f"run={run_id!r} has no {name}: {MODEL_DIR}/{name}.pt is missing")
     cfg = config_from_dict(yaml.safe_load((local / "config.yaml").read_text()))
-    netG = build_generator(cfg)
-    netG.load_state_dict(load_safe(local / "generator.pt"))
-    return netG, cfg
+    net = build(cfg)
+    net.load_state_dict(load_safe(local / f"{name}.pt"))
+    return net, cfg
