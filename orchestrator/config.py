@@ -48,6 +48,9 @@ class SweepSettings:
     first_seed: int = setting(0, "the grid's first seed (seeds first_seed .. first_seed+seeds-1: a study run in "
                                  "blocks of seeds)", min=0)
     scheduler: str = setting("none", "asha: stop trials whose FD lags at each rung", choices=SCHEDULERS)
+    sequential_looks: str = setting("5,10,15,20", "with --sequential: seeds per arm at each planned look, increasing")
+    sequential_spending: str = setting("obf", "with --sequential: Lan-DeMets spending function", choices=("obf", "pocock"))
+    sequential_claims: str = setting("paper", "with --sequential: the claims file whose claims the looks decide")
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -217,12 +217,13 @@ def simulate_study(rng, design, noise, effect=0.0):
     return out
 
 
-def primary_claims():
-    """The shipped paper claims with their primary metric alone: verdicts come from it alone
-    (tests/test_report.py checks that secondaries never change one), so simulations skip the rest."""
+def primary_claims(claims="paper"):
+    """The claims file's claims (default: the shipped paper claims) with their primary metric alone:
+    verdicts come from it alone (tests/test_report.py checks that secondaries never change one), so
+    simulations and sequential looks skip the rest."""
     from search_spaces.claims import load_claims
 
-    return [dataclasses.replace(c, expect=c.expect[:1]) for c in load_claims("paper")]
+    return [dataclasses.replace(c, expect=c.expect[:1]) for c in load_claims(claims)]
 
 
 def simulate(design, studies, noise, effect=0.0, seed=0, verdict="supported"):

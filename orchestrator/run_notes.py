@@ -15,6 +15,7 @@ from trainables import store
 from trainables.run_note import NOTE_TAG, SWEEP_TAG
 
 NOTE_LIMIT = 8000                    # MLflow's limit on a tag's value
+LOOKS_ARTIFACT = "sequential/looks.md"   # a sequential sweep's look history on its parent run
 REPORT_HTML = "report/report.html"   # the report, in the parent run's artifacts
 
 
@@ -23,9 +24,10 @@ def start_sweep(uri, parent):
     store.client(uri).set_tag(parent, SWEEP_TAG, parent)
 
 
-def describe_sweep(uri, parent, result):
+def describe_sweep(uri, parent, result, looks=None):
     """At the end of a sweep: the parent's description and sortable metrics, from its trials and
-    the report ``result`` (None when there was no report)."""
+    the report ``result`` (None when there was no report); a sequential sweep's look history
+    (Markdown) goes after the claims, as far as MLflow's limit on a description allows."""
     from mlflow.entities import Metric, RunTag
 
     c = store.client(uri)
@@ -36,6 +38,9 @@ def describe_sweep(uri, parent, result):
     rows = (result or {}).get("claims_summary", [])
     metrics = {**{k: v for k, v in outcome.items() if k != "best_run"}, **claim_metrics(rows)}
     note = sweep_note(run.info.run_name, run.info.experiment_id, parent, outcome, rows)
+    if looks:
+        extra = f"\n\n**Sequential looks** (the verdicts of record; {LOOKS_ARTIFACT} in full):\n\n{looks}"
+        note = note + extra if len(note) + len(extra) <= NOTE_LIMIT else note + f"\n\nLook history: {LOOKS_ARTIFACT}."
     now = int(time.time() * 1000)
     c.log_batch(parent, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)],
                 tags=[RunTag(NOTE_TAG, note)] + [RunTag(f"claim_{claim_key(r)}_verdict",

@@ -157,16 +157,18 @@ def trials_spent(outcomes, design):
     return trials
 
 
-def run_looks(records, factors, paper, label, claims, design, seed_order=None, family=None):
+def run_looks(records, factors, paper, label, claims, design, seed_order=None, family=None, upto=None):
     """Feed a study's runs to the sequential rule look by look, in ``seed_order`` (default: seeds
     sorted as numbers). Returns (history, outcomes): a row per open claim per look (look, seeds per
     arm, effect, fixed-n interval, p, nominal level, α held, decision, repeated interval) and
     {claim: (stop look index or None, verdict, row at the stop)}. Runs of a decided claim's
-    alternative beyond its stop, which a sequential study would not have trained, are never read."""
+    alternative beyond its stop, which a sequential study would not have trained, are never read.
+    ``upto``: make only the first looks (a study still running); default all."""
     from orchestrator.report_claims import evaluate_claims
 
     seeds = list(seed_order or sorted({str(r["seed"]) for r in records}, key=_seed_key))
-    if len(seeds) < design.looks[-1]:
+    upto = len(design.looks) if upto is None else upto
+    if len(seeds) < design.looks[upto - 1]:
         raise UserError(f"sequential_looks={','.join(map(str, design.looks))} is not allowed: the runs hold "
                         f"{len(seeds)} seeds, fewer than the last look")
     # The family: the claims these runs' design tests (as the report's Holm family), from all the runs.
@@ -178,7 +180,7 @@ def run_looks(records, factors, paper, label, claims, design, seed_order=None, f
         raise UserError("sequential: these runs test no claim of the claims file (no paired design)")
     open_alpha = {c: design.alpha / len(keys) for c in keys}
     history, outcomes = [], {}
-    for k, n in enumerate(design.looks):
+    for k, n in enumerate(design.looks[:upto]):
         if not open_alpha:
             break
         so_far = set(seeds[:n])

@@ -24,6 +24,9 @@ def add_subparser(subparsers):
                                                           f"sweep.{key}, else {f.default}")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key of every trial (repeatable)")
+    p.add_argument("--sequential", action="store_true",
+                   help="a paired study in blocks up to planned looks (--sequential-looks), stopping once its claims are "
+                        "decided (orchestrator/sequential.py)")
     p.add_argument("--resume", action="store_true", help="continue the last interrupted sweep of this preset")
     p.add_argument("--dry-run", action="store_true", help="print the resolved sweep and exit")
     p.set_defaults(func=cmd_sweep)
@@ -42,6 +45,10 @@ def resolve_sweep(args):
         to_optuna(space)  # a grid space cannot be searched by TPE: say so before Ray starts
         if base.eval_every == 0:
             raise bad_value("eval_every", 0, "> 0 for --search tpe (TPE minimises the run's FD)")
+    if getattr(args, "sequential", False):
+        from orchestrator.sweep_sequential import check_sequential
+
+        check_sequential(space, settings)
     points = None
     if settings.search == "grid":
         points = grid_points(space, settings.seeds, settings.first_seed)
@@ -62,12 +69,16 @@ def cmd_sweep(args):
         print(yaml.safe_dump({"sweep": {**settings.to_dict(), "space": space.name, "trials": n_trials},
                               "base_config": base.to_dict()}, sort_keys=False).rstrip())
         print(yaml.safe_dump({"cost": sweep_estimate(base, n_trials)}, sort_keys=False).rstrip())
+        if args.sequential:
+            from orchestrator.sweep_sequential import expected_trials
+
+            print(yaml.safe_dump({"sequential": expected_trials(space, settings)}, sort_keys=False).rstrip())
         return 0
     if args.resume:
-        check_resumable(sweep_dir(args.preset, space.name, settings.search, resume=True), base)
+        check_resumable(sweep_dir(args.preset, space.name, settings.search, resume=True), base, args.sequential)
     from orchestrator.sweep_run import run_sweep
 
-    summary = run_sweep(args.preset, base, space, settings, points, resume=args.resume)
+    summary = run_sweep(args.preset, base, space, settings, points, resume=args.resume, sequential=args.sequential)
     print(summary)
     return 0
 
@@ -139,14 +150,18 @@ def tune_storage(storage_path):
     return storage_path + "/sweeps"
 
 
-def check_resumable(d, base):
-    """--resume, before Ray starts: this storage_path must hold Tune's state of sweep ``d``;
-    if not, say where the sweep ran (its sweep.json) instead of failing inside Tune's restore."""
+def check_resumable(d, base, sequential=False):
+    """--resume, before Ray starts: this storage_path must hold Tune's state of sweep ``d`` (of its
+    first block for a sequential one); if not, say where the sweep ran (its sweep.json) instead of
+    failing inside Tune's restore."""
     from ray.tune import Tuner
 
     from orchestrator.ray_run import with_absolute_paths
 
-    looked_in = f"{tune_storage(with_absolute_paths(base).storage_path)}/{d.name}"
+    if bool(read_sweep_file(d).get("sequential")) != bool(sequential):
+        want = "with" if read_sweep_file(d).get("sequential") else "without"
+        raise UserError(f"--resume: sweep {d.name} ran {want} --sequential; resume it the same way")
+    looked_in = f"{tune_storage(with_absolute_paths(base).storage_path)}/{d.name}" + ("-look1" if sequential else "")
     if Tuner.can_restore(looked_in):
         return
     ran = read_sweep_file(d).get("storage_path")

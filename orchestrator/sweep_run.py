@@ -16,7 +16,7 @@ from trainables.trial import DESIGN_POINT, trial_driver
 DRIVER_PHASES = (*PREAMBLE_PHASES, "mlflow_server", "parent_run")
 
 
-def run_sweep(preset, base, space, settings, points, resume=False):
+def run_sweep(preset, base, space, settings, points, resume=False, sequential=False):
     import ray
 
     from trainables.perf import PhaseClock
@@ -43,17 +43,34 @@ def run_sweep(preset, base, space, settings, points, resume=False):
                 {**run_tags(), "kind": "sweep", "space_file": space.path})
             run_notes.start_sweep(uri, parent)
             write_sweep_file(d, {"parent_run_id": parent, "preset": preset, "settings": settings.to_dict(),
-                                 "storage_path": base.storage_path})
+                                 "storage_path": base.storage_path, "sequential": sequential})
         clock.lap("parent_run")
         store.client(uri).set_tag(parent, "perf_driver_start", f"{clock.started:.3f}")
         for phase, seconds in clock.seconds.items():
             store.client(uri).set_tag(parent, f"perf_driver_{phase}_s", f"{seconds:.3f}")
         store.client(uri).set_tag(parent, "perf_ray_init_s", f"{run.ray_init_s:.3f}")
-        results = run_tuner(d, base, space, settings, points, parent, uri, resume)
+        looks = None
+        if sequential:   # block after block, each its own Tune experiment, until the claims are decided
+            from ray import tune
+
+            from orchestrator.sweep_sequential import run_sequential
+
+            blocks = []
+
+            def run_block(name, block):
+                again = tune.Tuner.can_restore(f"{tune_storage(base.storage_path)}/{name}")
+                blocks.append(len(run_tuner(d, base, space, settings, block, parent, uri, again, name=name)))
+
+            looks = run_sequential(d, space, settings, parent, uri, run_block)
+            n_trials = sum(blocks)
+        else:
+            n_trials = len(run_tuner(d, base, space, settings, points, parent, uri, resume))
         summary = summarize(uri, parent)
-        store.client(uri).set_tag(parent, "n_trials", len(results))
+        store.client(uri).set_tag(parent, "n_trials", n_trials)
         report = print_sweep_report(uri, parent, Path(d) / "report")
-        run_notes.describe_sweep(uri, parent, report)
+        run_notes.describe_sweep(uri, parent, report, looks)
+        if looks:
+            print(looks)
         store.end_run(uri, parent)
     return summary if report is None else f"parent run {parent}; open the MLflow UI with: dcgan-lab ui"
 
@@ -107,7 +124,8 @@ def tracking_for_sweep(store_uri, d):
         raise
 
 
-def run_tuner(d, base, space, settings, points, parent, uri, resume):
+def run_tuner(d, base, space, settings, points, parent, uri, resume, name=None):
+    """Tune's run of ``points`` (or the search) as experiment ``name`` (default: the sweep's)."""
     import time
 
     import ray
@@ -120,8 +138,9 @@ def run_tuner(d, base, space, settings, points, parent, uri, resume):
                              tags=run_tags(), in_trial=in_trial),
         plan.resources)
     storage = tune_storage(base.storage_path)  # absolute already (run_sweep)
+    name = name or d.name
     if resume:
-        tuner = tune.Tuner.restore(f"{storage}/{d.name}", trainable=trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(f"{storage}/{name}", trainable=trainable, resume_errored=True)
     else:
         search_alg, param_space, num_samples = search_setup(space, settings, points, base, d)
         tuner = tune.Tuner(
@@ -137,7 +156,7 @@ def run_tuner(d, base, space, settings, points, parent, uri, resume):
                                         reuse_actors=in_trial),
             # No stopper on "diverged": the loop stops itself at a NaN loss once it has tagged the run;
             # a Tune stopper would end the trial first, and MLflow would call it failed.
-            run_config=tune.RunConfig(name=d.name, storage_path=storage, verbose=1,
+            run_config=tune.RunConfig(name=name, storage_path=storage, verbose=1,
                                       # In-trial training: Tune keeps the checkpoints and restarts failed trials.
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                                       failure_config=tune.FailureConfig(max_failures=base.max_failures if in_trial else 0)),

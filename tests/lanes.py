@@ -28,7 +28,7 @@ FILE_SECONDS = {
     "test_faults.py": 324, "test_sweep.py": 303, "test_training.py": 285, "test_concurrency.py": 222,
     "test_bench.py": 214, "test_trial_reuse.py": 166, "test_gpu_scale.py": 68, "test_evaluators.py": 47,
     "test_ray_start.py": 43, "test_browser.py": 31, "test_latent.py": 31, "test_divergence_ddp.py": 30,
-    "test_stability.py": 25, "test_security.py": 11,
+    "test_stability.py": 25, "test_security.py": 11, "test_sweep_sequential.py": 240,
 }
 UNMEASURED_S = 5   # most files not in the table hold no slow test
 

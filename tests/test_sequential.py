@@ -121,3 +121,17 @@ def test_replay_bad_input_is_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
     r = run_cli("replay", "--from", str(tmp_path))
     assert r.returncode == 2 and "a report folder holding runs.csv" in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "quick", "--sequential"], "--sequential: space='paper-claims' is not allowed: a paired design"),
+    (["--preset", "stability", "--sequential", "--sequential-looks", "10,5"], "sequential_looks=10,5 is not allowed"),
+    (["--preset", "stability", "--sequential", "--seeds", "4"], "seeds=4 is not allowed: >= the last look"),
+    (["--preset", "stability", "--sequential", "--sequential-spending", "alpha"], "--sequential-spending='alpha' is not allowed"),
+])
+def test_sequential_sweep_bad_input_starts_nothing(tmp_path, args, message):
+    """dcgan-lab sweep --sequential refuses, before Ray starts, a space without a paired design,
+    looks that do not increase, a maximum below the last look, an unknown spending rule."""
+    r = run_cli("sweep", *args, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""})
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
+    assert not any(tmp_path.iterdir())
