@@ -62,7 +62,7 @@ def cmd_features_svm(args):
     # Label draws, each through the three classifiers.
     torch.set_num_threads(args.threads)
     started = time.monotonic()
-    records, sizes = study.run_draws(netD, cfg, design)
+    records, sizes = study.run_draws(netD, cfg, design, log=lambda line: print(line, flush=True))
     about = {"run": args.run, "status": run.info.status, "dataset": cfg.dataset, "image_size": cfg.image_size,
              "ndf": cfg.ndf, "bn_placement": cfg.bn_placement, "lr": cfg.lr, "beta1": cfg.beta1, "seed": cfg.seed,
              "max_steps": cfg.max_steps, **sizes, "design": asdict(design),
