@@ -30,6 +30,7 @@ FILE_SECONDS = {
     "test_ray_start.py": 43, "test_browser.py": 31, "test_latent.py": 31, "test_divergence_ddp.py": 30,
     "test_stability.py": 25, "test_security.py": 11, "test_sweep_sequential.py": 240,
     "test_fashion_training.py": 200,   # measured alone on a loaded machine (load 8-20), 2026-12-07
+    "test_quiet_train.py": 358,   # measured alone on a loaded machine (load 3-7), 2026-12-07: 221 s + 136 s
 }
 UNMEASURED_S = 5   # most files not in the table hold no slow test
 
