@@ -1,6 +1,7 @@
 """``dcgan-lab sweep --sequential`` end to end on real components (Ray Tune, a local MLflow server):
 a paired smoke-sized study whose strong claim stops at the first look while the other runs on, its
 driver killed between looks and resumed."""
+import contextlib
 import os
 import signal
 import subprocess
@@ -73,7 +74,8 @@ def test_sequential_sweep_stops_a_decided_claim_and_resumes(tmp_path, figure):
                 if block2:
                     killed_with = len(_children(client)[1])
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):   # gone already when it failed on its own
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     first = out.read_text()
     assert killed_with, f"the driver ended before its second block began:\n{first[-3000:]}"
@@ -92,7 +94,9 @@ def test_sequential_sweep_stops_a_decided_claim_and_resumes(tmp_path, figure):
     assert all(c.data.tags["status"] == "finished" for c in children)
     # lr was decided at the first look (either side: a strong effect), so its arm ran seeds 0-2 only;
     # the paper's arm and beta1's ran all six.
-    assert "lr x" in look1[0] and "lr" in look1[0].split("): ")[1] and "): open" not in look1[0].split("; ")[0]
+    lr_part, beta1_part = look1[0].split(": ", 1)[1].split("; ")
+    assert lr_part.startswith("lr x") and not lr_part.endswith(": open"), lr_part
+    assert beta1_part.startswith("beta1 x") and beta1_part.endswith(": open"), beta1_part
     assert sorted(s for lr, _, s in cells if lr == "0.01") == [0, 1, 2]
     assert sorted(s for lr, b, s in cells if lr != "0.01" and b == "0.9") == list(range(6))
     assert "[sequential] look 2/2" in r.stdout
