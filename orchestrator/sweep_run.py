@@ -69,8 +69,12 @@ def run_sweep(preset, base, space, settings, points, resume=False, sequential=Fa
         store.client(uri).set_tag(parent, "n_trials", n_trials)
         report = print_sweep_report(uri, parent, Path(d) / "report")
         run_notes.describe_sweep(uri, parent, report, looks)
-        if looks:
-            print(looks)
+        if looks:   # the verdicts of record of a sequential study, beside the fixed-n report
+            from trainables.atomic import write_atomic
+
+            write_atomic(Path(d) / "report" / "sequential.md", f"# Sequential looks of {d.name}\n\n{looks}\n")
+            store.client(uri).log_artifact(parent, str(Path(d) / "report" / "sequential.md"), "report")
+            print(f"\nSequential looks (the verdicts of record; also report/sequential.md):\n\n{looks}")
         store.end_run(uri, parent)
     return summary if report is None else f"parent run {parent}; open the MLflow UI with: dcgan-lab ui"
 

@@ -109,3 +109,6 @@ def test_sequential_sweep_stops_a_decided_claim_and_resumes(tmp_path, figure):
     assert csv_text.splitlines()[0].startswith("look,seeds_per_arm,claim,effect,lo,hi,p,alpha_held,boundary_p")
     assert "Sequential looks" in client.get_run(parent.info.run_id).data.tags["mlflow.note.content"]
     assert client.get_run(parent.info.run_id).data.tags["sequential_trials"] == "15"
+    report = next((tmp_path / "sweeps").glob("*/report/sequential.md")).read_text()
+    assert "| lr | look 1 (3 seeds) |" in report and "Trials: **15** sequential against 18" in report
+    assert "report/sequential.md" in {f.path for f in client.list_artifacts(parent.info.run_id, "report")}
