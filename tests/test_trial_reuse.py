@@ -78,6 +78,8 @@ def test_reused_trial_processes_same_curves_through_a_killed_trial_and_a_killed_
             if len(trials) < 3:
                 return None
             run, first_two = trials[2], {_process_of(t) for t in trials[:2]}
+            if "checkpoint_every" not in run.data.params:   # created a moment ago, its params not written yet
+                return None
             steps = _steps(client, run)
             if in_process(_process_of(run), first_two) and \
                     int(run.data.params["checkpoint_every"]) + 20 < max(steps, default=0) < STEPS - 40:
