@@ -129,20 +129,16 @@ def contrast_spreads(runs_csv, space="paper-claims-paired", claims="paper"):
     ``runs_csv`` (a report's runs.csv or its folder, read as ``report --from`` reads it) test."""
     from pathlib import Path
 
-    from orchestrator import report_data as data
     from orchestrator.report_claims import evaluate_claims
+    from orchestrator.report_data import claim_inputs
     from orchestrator.report_folders import FolderRuns
     from orchestrator.report_model import seed_table
-    from search_spaces.claims import load_claims
 
     path = Path(runs_csv)
     source = FolderRuns([path.parent if path.name == "runs.csv" else path])
-    claim_list = [dataclasses.replace(c, expect=c.expect[:1]) for c in load_claims(claims)]
-    factors = data.choose_factors(source.runs, None, [c.factor for c in claim_list])
-    maps = data.level_maps(source.runs, factors)
-    recs, _ = data.records(None, source.runs, factors, history=source.history)
-    results, _ = evaluate_claims(claim_list, recs, factors, data.paper_levels(factors, maps),
-                                 lambda f, v: maps[f](str(v)), describe=False)
+    claim_list = primary_claims(claims)
+    recs, factors, paper, label = claim_inputs(source.runs, claim_list, history=source.history)
+    results, _ = evaluate_claims(claim_list, recs, factors, paper, label, describe=False)
     out = []
     for res in results:
         tab, _ = seed_table(recs, factors, res["claim"].primary)

@@ -83,6 +83,15 @@ def _shared_params(runs):
     return keys
 
 
+def claim_inputs(runs, claims, uri=None, history=None):
+    """(records, factors, paper levels, label) for ``report_claims.evaluate_claims`` on ``runs``, built
+    as the report builds them: the claims' factors that vary, their levels, one record per run."""
+    factors = choose_factors(runs, None, [c.factor for c in claims])
+    maps = level_maps(runs, factors)
+    recs, _ = records(uri, runs, factors, history=history)
+    return recs, factors, paper_levels(factors, maps), lambda f, v: maps[f](str(v))
+
+
 def level_maps(runs, factors):
     """factor -> function(param string) -> level label; continuous factors with many values are binned."""
     maps = {}

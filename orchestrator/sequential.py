@@ -221,23 +221,18 @@ def replay_folders(folders, design, claims="paper"):
     """``run_looks`` on report folders written before (a study's blocks, ``report --from``), the
     seeds in block order (the folders' order, each block's seeds in numeric order). Returns
     (history, outcomes, seed order, fixed design's trials)."""
-    import dataclasses
-
-    from orchestrator import report_data as data
+    from orchestrator.power import primary_claims
+    from orchestrator.report_data import claim_inputs
     from orchestrator.report_folders import FolderRuns
-    from search_spaces.claims import load_claims
 
     source = FolderRuns([str(f) for f in folders])
-    claim_list = [dataclasses.replace(c, expect=c.expect[:1]) for c in load_claims(claims)]
-    factors = data.choose_factors(source.runs, None, [c.factor for c in claim_list])
-    maps = data.level_maps(source.runs, factors)
-    recs, _ = data.records(None, source.runs, factors, history=source.history)
+    claim_list = primary_claims(claims)
+    recs, factors, paper, label = claim_inputs(source.runs, claim_list, history=source.history)
     order = []
     for folder in folders:
         seeds = {str(r.data.params.get("seed")) for r in FolderRuns([str(folder)]).runs}
         order += sorted(seeds - set(order), key=_seed_key)
-    history, outcomes = run_looks(recs, factors, data.paper_levels(factors, maps), lambda f, v: maps[f](str(v)),
-                                  claim_list, design, order)
+    history, outcomes = run_looks(recs, factors, paper, label, claim_list, design, order)
     fixed = len([r for r in recs if str(r["seed"]) in set(order[:design.looks[-1]])])
     return history, outcomes, order, fixed
 

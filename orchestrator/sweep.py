@@ -158,13 +158,14 @@ def check_resumable(d, base, sequential=False):
 
     from orchestrator.ray_run import with_absolute_paths
 
-    if bool(read_sweep_file(d).get("sequential")) != bool(sequential):
-        want = "with" if read_sweep_file(d).get("sequential") else "without"
+    ran_as = read_sweep_file(d)
+    if bool(ran_as.get("sequential")) != bool(sequential):
+        want = "with" if ran_as.get("sequential") else "without"
         raise UserError(f"--resume: sweep {d.name} ran {want} --sequential; resume it the same way")
     looked_in = f"{tune_storage(with_absolute_paths(base).storage_path)}/{d.name}" + ("-look1" if sequential else "")
     if Tuner.can_restore(looked_in):
         return
-    ran = read_sweep_file(d).get("storage_path")
+    ran = ran_as.get("storage_path")
     where = f"the sweep ran with storage_path={ran!r}" if ran else f"{d / SWEEP_FILE} does not say where it ran"
     raise UserError(f"--resume: storage_path={base.storage_path!r} holds no Tune state of sweep {d.name} "
                     f"(looked in {looked_in}); {where}")

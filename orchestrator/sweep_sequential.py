@@ -53,12 +53,9 @@ def make_look(uri, parent, design, k, settings, claims):
     from orchestrator import report_data as data
 
     runs, _, _ = data.find_runs(uri, sweep=parent)
-    factors = data.choose_factors(runs, None, [c.factor for c in claims])
-    maps = data.level_maps(runs, factors)
-    recs, _ = data.records(uri, runs, factors)
+    recs, factors, paper, label = data.claim_inputs(runs, claims, uri)
     order = [str(s) for s in range(settings.first_seed, settings.first_seed + design.looks[-1])]
-    return sequential.run_looks(recs, factors, data.paper_levels(factors, maps), lambda f, v: maps[f](str(v)), claims,
-                                design, order, upto=k + 1)
+    return sequential.run_looks(recs, factors, paper, label, claims, design, order, upto=k + 1)
 
 
 def look_line(k, design, history):
