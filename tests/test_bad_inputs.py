@@ -168,14 +168,16 @@ def _snapshot(cwd):
             for p in sorted(cwd.rglob("*")) if p.is_file()}
 
 
-def _run_case(case, base, forks):
+def _run_case(case, base, forks, base_env):
+    """``base_env`` is a copy of os.environ taken in the main thread: pytest sets and deletes
+    PYTEST_CURRENT_TEST there while these threads run, so reading os.environ here races."""
     name, argv, _, setup, env_extra = case
     cwd = base / name
     cwd.mkdir()
     if setup:
         setup(cwd)
     before = _snapshot(cwd)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
+    env = {**base_env, "MLFLOW_TRACKING_URI": ""}
     env.pop("RAY_ADDRESS", None)
     for key, value in env_extra.items():
         if value is None:
@@ -201,7 +203,8 @@ def outcomes(request, tmp_path_factory, forks):
     STORE_TEMPLATE["path"] = base / "template.db"
     MlflowClient("sqlite:///" + str(STORE_TEMPLATE["path"])).search_experiments()  # creates the empty store
     pool = ThreadPoolExecutor(max_workers=3)
-    futures = {case[0]: pool.submit(_run_case, case, base, forks) for case in CASES if case[0] in selected}
+    base_env = dict(os.environ)
+    futures = {case[0]: pool.submit(_run_case, case, base, forks, base_env) for case in CASES if case[0] in selected}
     yield futures
     pool.shutdown(cancel_futures=True)
 
