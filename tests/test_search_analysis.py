@@ -95,6 +95,9 @@ def test_budget_curves_and_trials_saved(trials):
     curves = budget.best_so_far_curves(trials)
     assert (curves["n_seeds"] == 3).all() and (curves["lo"] <= curves["mean"]).all()
     saved = budget.trials_saved(trials)
+    longer_main = pd.concat([trials, trials[trials["search_seed"] == 0].assign(trial=lambda d: d["trial"] + 24)])
+    assert len(budget.equal_budget(longer_main)) == len(trials)
+    assert budget.trials_saved(budget.equal_budget(longer_main)) == saved
     assert [s["curve"] for s in saved] == ["expected best", "best so far"]
     for s in saved:
         assert s["n_ref"] == 24

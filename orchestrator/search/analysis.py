@@ -83,14 +83,19 @@ def write_analysis(trials, folder, *, resamples=200, n_trees=32, seed=0, objecti
     # Best FD against the number of trials, TPE against random search.
     saved = None
     if {"tpe", "random"} <= set(rows["sampler"]):
-        expected = budget.expected_best_curves(rows, resamples=resamples, seed=seed)
-        per_seed = budget.expected_best_curves(rows, per_seed=True, resamples=0)
-        so_far = budget.best_so_far_curves(rows)
-        saved = budget.trials_saved(rows)
+        searches = budget.equal_budget(rows)
+        expected = budget.expected_best_curves(searches, resamples=resamples, seed=seed)
+        per_seed = budget.expected_best_curves(searches, per_seed=True, resamples=0)
+        so_far = budget.best_so_far_curves(searches)
+        saved = budget.trials_saved(searches)
         save("expected_best", pd.concat([expected, per_seed], ignore_index=True))
         save("best_so_far", so_far)
         save("budget_png", figures.budget_figure(expected, so_far, saved))
-        lines += ["## Best FD against the number of trials", ""] + [f"- {s['sentence']}" for s in saved] + [""]
+        n_searches = searches.groupby("sampler")["search_seed"].nunique().to_dict()
+        lines += ["## Best FD against the number of trials", "",
+                  f"Each search's first {int(expected['n'].max())} trials (the budget every search ran); searches per "
+                  f"sampler: {n_searches}. Diverged trials score the worst finite FD.", ""]
+        lines += [f"- {s['sentence']}" for s in saved] + [""]
     else:
         lines += ["## Best FD against the number of trials", "",
                   f"Skipped: the stage-1 trials hold samplers {sorted(set(rows['sampler']))}, not tpe and random.", ""]

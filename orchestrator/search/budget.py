@@ -35,6 +35,15 @@ def scores_with_penalty(trials, score=SCORE):
     return rows, penalty
 
 
+def equal_budget(trials):
+    """Each search's (sampler, search_seed) first n trials in completion order, n the fewest trials any
+    search ran: the curves compare samplers at the budget every search had (a main search that ran longer
+    than the budget-curve searches does not add its later, more exploiting trials to its sampler's pool)."""
+    n = int(trials.groupby(["sampler", "search_seed"]).size().min())
+    ordered = trials.sort_values(["sampler", "search_seed", "trial"])
+    return ordered[ordered.groupby(["sampler", "search_seed"]).cumcount() < n]
+
+
 def _min_weights(pool_size, n_max):
     """W[i, n-1] = P(the minimum of n draws with replacement is the i-th smallest of the pool):
     (1 - i/N)^n - (1 - (i+1)/N)^n for 0-based i (Dodge et al.'s formula, for the minimum)."""
@@ -117,17 +126,17 @@ def best_so_far_curves(trials, *, score=SCORE, level=0.95):
 
 
 def trials_saved(trials, *, score=SCORE, n_ref=None, fast="tpe", slow="random"):
-    """How many trials ``fast`` saves over ``slow``, on each curve: ``fast``'s value at ``n_ref`` (default:
-    the equal budget, the most trials one search ran) and the smallest n at which ``slow``'s curve
-    reaches it. Expected best: pooled over search seeds, n searched up to ``slow``'s pool size (draws
-    with replacement from its pool); best so far: n searched up to the budget its searches ran. Returns
+    """How many trials ``fast`` saves over ``slow``, on each curve: ``fast``'s value at ``n_ref`` and the
+    smallest n at which ``slow``'s curve reaches it; ``n_ref`` defaults to the fewest trials any search ran.
+    Expected best: pooled over search seeds, n searched up to ``slow``'s pool size (draws with replacement
+    from its pool); best so far: n searched up to the budget its searches ran. Returns
     one dict per curve: curve, n_ref, target, n_slow (None: not reached), saved (n_slow - n_ref; None
     when not reached; negative: ``slow`` got there first) and a sentence."""
     rows, _ = scores_with_penalty(trials, score)
     budget = rows.groupby(["sampler", "search_seed"]).size()
     if not {fast, slow} <= set(budget.index.get_level_values("sampler")):
         raise ValueError(f"trials need samplers {fast!r} and {slow!r}, got {sorted(set(rows['sampler']))}")
-    n_ref = int(budget.max()) if n_ref is None else int(n_ref)
+    n_ref = int(budget.min()) if n_ref is None else int(n_ref)
     pool_slow = rows.loc[rows["sampler"] == slow, "score_value"].to_numpy()
     pool_fast = rows.loc[rows["sampler"] == fast, "score_value"].to_numpy()
     expected = (float(expected_best(pool_fast, n_ref)[0][-1]),
@@ -138,12 +147,14 @@ def trials_saved(trials, *, score=SCORE, n_ref=None, fast="tpe", slow="random"):
     for curve, (target, slow_curve) in (("expected best", expected), ("best so far", so_far)):
         reached = np.flatnonzero(slow_curve <= target)
         n_slow = int(reached[0]) + 1 if len(reached) else None
+        reach = f"{curve}: {fast} reaches {target:.4g} in n={n_ref} trials; {slow}"
         if n_slow is None:
-            sentence = (f"{curve}: {slow} does not reach {fast}'s {target:.4g} at n={n_ref} "
-                        f"within n={len(slow_curve)} trials")
+            more = len(slow_curve) - n_ref
+            sentence = f"{reach} does not within n={len(slow_curve)}" + (f": {fast} saves more than {more}" * (more > 0))
+        elif n_slow > n_ref:
+            sentence = f"{reach} needs n={n_slow}: {fast} saves {n_slow - n_ref} trials"
         else:
-            sentence = (f"{curve}: {slow} needs n={n_slow} trials to reach {fast}'s {target:.4g} "
-                        f"at n={n_ref} ({n_slow - n_ref:+d} trials)")
+            sentence = f"{reach} needs n={n_slow}: {fast} saves none ({slow} gets there {n_ref - n_slow} trials sooner)"
         out.append(dict(curve=curve, n_ref=n_ref, target=target, n_slow=n_slow,
                         saved=None if n_slow is None else n_slow - n_ref, sentence=sentence))
     return out

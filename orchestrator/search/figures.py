@@ -9,6 +9,7 @@ from orchestrator.search.landscape import best_trial
 
 SAMPLER_COLOURS = {"tpe": "C0", "random": "C1"}
 BN_COLOURS = {"paper": "C0", "all": "C2", "none": "C3"}
+EVALUATOR_NAMES = {"fanova": "fANOVA", "ped_anova": "PED-ANOVA (top 10 % of trials)"}
 
 
 def _plt():
@@ -43,13 +44,14 @@ def importance_figure(table):
             ax.bar(x, part["importance"], width, label=f"diverged {handling}", color=f"C{h}", alpha=0.8,
                    yerr=None if np.isnan(err).all() else np.clip(err, 0, None), capsize=3)
         ax.set_xticks(np.arange(len(params)), params)
-        ax.set_title(name)
+        ax.set_title(EVALUATOR_NAMES.get(name, name), fontsize=10)
         ax.set_ylim(0, 1.05)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("importance for log FD (sums to 1)")
     axes[0][-1].legend(fontsize=8)
     level = table.attrs.get("level", 0.95)
-    fig.suptitle(f"Importance with {level:.0%} bootstrap intervals over trials", fontsize=10)
+    fig.suptitle(f"Importance for log final FD, {level:.0%} percentile bootstrap intervals over trials",
+                 fontsize=10, y=1.02)
     return _png(fig)
 
 
@@ -90,24 +92,44 @@ def landscape_figure(trials, paper, choices=("paper", "all", "none"), lr_range=(
         in_panel = (trials["bn_placement"] == bn).to_numpy()
         ok, bad = trials[in_panel & finished.to_numpy()], trials[in_panel & trials["diverged"].astype(bool).to_numpy()]
         points = ax.scatter(ok["lr"], ok["beta1"], c=ok["log_fd"], cmap="viridis", vmin=vmin, vmax=vmax, s=30,
-                            edgecolors="k", linewidths=0.3, label="trial (colour: log FD)")
-        ax.scatter(bad["lr"], bad["beta1"], marker="x", color="k", s=40, label=f"diverged ({len(bad)})")
+                            edgecolors="k", linewidths=0.3)
+        ax.scatter(bad["lr"], bad["beta1"], marker="x", color="k", s=40)
         own = bn == paper["bn_placement"]
         ax.scatter([paper["lr"]], [paper["beta1"]], marker="*", s=260, zorder=4, edgecolors="red", linewidths=1.2,
-                   facecolors="red" if own else "none", label="paper's point" if own else "paper's lr, beta1")
+                   facecolors="red" if own else "none")
         if best is not None and best["bn_placement"] == bn:
             ax.scatter([best["lr"]], [best["beta1"]], marker="o", s=260, facecolors="none", edgecolors="magenta",
-                       linewidths=2, zorder=5, label=f"best (log FD {best['log_fd']:.2f})")
+                       linewidths=2, zorder=5)
         ax.set_xscale("log")
         ax.set_xlim(lr_range[0] / 1.3, lr_range[1] * 1.3)
         ax.set_ylim(beta1_range[0] - 0.03, beta1_range[1] + 0.03)
-        ax.set_title(f"BN {bn}: {int(in_panel.sum())} trials", fontsize=10)
+        ax.set_title(f"BN {bn}: {int(in_panel.sum())} trials, {len(bad)} diverged", fontsize=10)
         ax.set_xlabel("lr")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
     axes[0].set_ylabel("beta1")
+    fig.legend(handles=_landscape_legend(plt, paper, best), loc="lower center", ncol=5, fontsize=8,
+               bbox_to_anchor=(0.45, -0.08), frameon=False)
     fig.colorbar(points, ax=list(axes), label="log FD", fraction=0.03, pad=0.01)
     return _png(fig)
+
+
+def _landscape_legend(plt, paper, best):
+    """Proxy markers for the landscape's shared legend (one legend, below the panels, covering no trial)."""
+    from matplotlib.lines import Line2D
+
+    def marker(label, **kw):
+        return Line2D([], [], linestyle="none", label=label, **kw)
+
+    handles = [marker("trial (colour: log FD)", marker="o", color="C0", markeredgecolor="k", markersize=6),
+               marker("diverged", marker="x", color="k", markersize=7),
+               marker(f"paper's point (lr {paper['lr']:g}, beta1 {paper['beta1']:g}, BN {paper['bn_placement']})",
+                      marker="*", color="red", markersize=13),
+               marker("paper's lr and beta1 under another BN", marker="*", markerfacecolor="none",
+                      markeredgecolor="red", markersize=13)]
+    if best is not None:
+        handles.append(marker(f"best trial (log FD {best['log_fd']:.2f})", marker="o", markerfacecolor="none",
+                              markeredgecolor="magenta", markeredgewidth=2, markersize=13))
+    return handles
 
 
 def budget_figure(expected, so_far, saved=()):
@@ -125,16 +147,18 @@ def budget_figure(expected, so_far, saved=()):
         colour = SAMPLER_COLOURS.get(sampler)
         axes[1].plot(part["n"], part["mean"], color=colour, label=f"{sampler} ({part['n_seeds'].max()} search seeds)")
         axes[1].fill_between(part["n"], part["lo"], part["hi"], color=colour, alpha=0.2)
-    axes[0].set_title("expected best of n (Dodge et al. 2019; band: bootstrap over the pool)", fontsize=9)
-    axes[1].set_title("best so far in completion order (mean over search seeds; band: t interval)", fontsize=9)
+    axes[0].set_title("expected best of n draws from the pool (Dodge et al. 2019)\n"
+                      "band: percentile bootstrap over the pool's trials", fontsize=9)
+    axes[1].set_title("best so far, trials in completion order\nmean over search seeds; band: t interval over seeds",
+                      fontsize=9)
     axes[0].set_ylabel("FD (lower is better)")
     for ax in axes:
         ax.set_xlabel("trials n")
         ax.set_yscale("log")
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if saved:
-        fig.suptitle("\n".join(s["sentence"] for s in saved), fontsize=9, y=1.04)
+        fig.suptitle("\n".join(s["sentence"] for s in saved), fontsize=9, y=1.08)
     return _png(fig)
 
 
@@ -148,11 +172,12 @@ def pareto_figure(front, objectives):
         ax.scatter(part[x], part[y], s=22, color=BN_COLOURS.get(bn), alpha=0.7, label=f"BN {bn}")
     on = front[front["on_front"]].sort_values(x)
     ax.step(on[x], on[y], where="post", color="k", lw=1, alpha=0.7)
-    ax.scatter(on[x], on[y], s=90, facecolors="none", edgecolors="k", linewidths=1.3,
+    ax.scatter(on[x], on[y], s=90, facecolors="none", edgecolors="k", linewidths=1.3, zorder=3,
                label=f"Pareto front ({len(on)} of {len(front)})")
     if "is_paper" in front and front["is_paper"].astype(bool).any():
         p = front[front["is_paper"].astype(bool)]
-        ax.scatter(p[x], p[y], marker="*", s=200, color="red", zorder=4, label="paper's point")
+        ax.scatter(p[x], p[y], marker="*", s=90, color="red", edgecolors="darkred", linewidths=0.5, zorder=2,
+                   label=f"paper's point ({len(p)} trials)")
     ax.set_xlabel(f"{x} (lower is better)")
     ax.set_ylabel(f"{y} (lower is better)")
     ax.grid(alpha=0.3)

@@ -90,10 +90,14 @@ def make_evaluator(name, n_trees=32, max_depth=8, seed=0):
 
 def importances(rows, evaluator, distributions, params=PARAMS):
     """Normalised importances (they sum to 1, as ``optuna.importance.get_param_importances`` defines),
-    in ``params`` order."""
+    in ``params`` order. Trials that all score alike (a small bootstrap resample can) leave nothing to
+    explain: every importance is 0, which Optuna's normalisation turns into equal shares; fANOVA would
+    raise, so they get equal shares here directly."""
     import optuna
     from optuna.importance import get_param_importances
 
+    if rows["y"].nunique() < 2:
+        return np.full(len(params), 1.0 / len(params))
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -157,4 +161,6 @@ def importance_markdown(table):
     lines += ["", f"Importances normalised to sum to 1 per evaluator and handling (Optuna's definition). "
               f"Intervals: percentile bootstrap over trials, {resamples} resamples, each refitted. "
               f"Diverged trials: {'; '.join(notes)}."]
+    if table["n_trials"].min() < 10:
+        lines += ["", f"Only {table['n_trials'].min()} trials: too few for these importances to say much."]
     return "\n".join(lines) + "\n"
