@@ -103,7 +103,9 @@ def landscape_figure(trials, paper, choices=("paper", "all", "none"), lr_range=(
         ax.set_xscale("log")
         ax.set_xlim(lr_range[0] / 1.3, lr_range[1] * 1.3)
         ax.set_ylim(beta1_range[0] - 0.03, beta1_range[1] + 0.03)
-        ax.set_title(f"BN {bn}: {int(in_panel.sum())} trials, {len(bad)} diverged", fontsize=10)
+        failed = int(in_panel.sum()) - len(ok) - len(bad)
+        ax.set_title(f"BN {bn}: {len(ok)} finished, {len(bad)} diverged" + f", {failed} failed" * (failed > 0),
+                     fontsize=10)
         ax.set_xlabel("lr")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("beta1")
@@ -152,7 +154,10 @@ def budget_figure(expected, so_far, saved=()):
     axes[1].set_title("best so far, trials in completion order\nmean over search seeds; band: t interval over seeds",
                       fontsize=9)
     axes[0].set_ylabel("FD (lower is better)")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("trials n")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
