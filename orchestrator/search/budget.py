@@ -2,10 +2,11 @@
 
 Two curves, named apart everywhere:
 - "expected best" (Dodge et al. 2019, "Show your work"): the expected minimum FD of n configurations
-  drawn with replacement from a pool of N finished trials, from the exact order-statistic formula on the
-  pool's empirical distribution. It treats the pool as i.i.d. draws, which random search's trials are
-  and TPE's are not (each TPE trial depends on the ones before), so for TPE it answers "best of n of the
-  configurations this search visited", not "what TPE reaches after n trials";
+  drawn with replacement from a pool of N trials (diverged ones at the penalty below), from the exact
+  order-statistic formula on the pool's empirical distribution. It treats the pool as i.i.d. draws,
+  which random search's trials are and TPE's are not (each TPE trial depends on the ones before), so for
+  TPE it answers "best of n of the configurations this search visited", not "what TPE reaches after n
+  trials";
 - "best so far": per search seed, the minimum FD over its first n trials in completion order, then the
   mean over search seeds with a t interval (the unit is search seeds). This is what a TPE run reaches.
 
@@ -67,7 +68,7 @@ def expected_best_curves(trials, *, score=SCORE, n_max=None, per_seed=False, res
     or with ``per_seed`` one pool per (sampler, search_seed). Columns: curve ("expected best"), sampler,
     search_seed (-1 when pooled), n, expected_best, sd, lo, hi (percentile bootstrap over the pool's
     trials, ``resamples`` resamples: how the estimate moves with the pool), pool_size. ``n_max`` defaults
-    to the largest number of trials one search ran (the equal budget)."""
+    to the most trials one search ran (pass the rows through ``equal_budget`` first to compare samplers)."""
     rows, _ = scores_with_penalty(trials, score)
     if n_max is None:
         n_max = int(rows.groupby(["sampler", "search_seed"]).size().max())
