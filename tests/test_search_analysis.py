@@ -147,3 +147,9 @@ def test_write_analysis_writes_every_file(tmp_path):
         assert path.stat().st_size > 0, path
     assert got["top"]["fanova/penalised"] == "lr"
     assert "Best FD against the number of trials" in got["summary"]
+
+
+def test_write_analysis_with_nothing_finished(tmp_path):
+    trials = synthetic_trials(n=3, seeds=(0,)).assign(fd=np.nan, log_fd=np.nan, diverged=True)
+    got = analysis.write_analysis(trials, tmp_path)
+    assert list(got["paths"]) == ["summary_md"] and "Nothing to measure yet" in got["summary"]

@@ -38,80 +38,108 @@ def write_analysis(trials, folder, *, resamples=200, n_trees=32, seed=0, objecti
     skipped, and said, otherwise. Returns a dict: the paths written (FILES keys), ``top`` (the most
     important parameter per evaluator and handling), ``saved`` (budget.trials_saved, or None), ``best``
     (the best trial's config and log FD) and ``summary`` (the markdown written to analysis.md)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    out = _Folder(folder)
     rows = stage1(trials)
-    written, lines = {}, [f"# What the search's {len(rows)} stage-1 trials say", ""]
+    lines = [f"# What the search's {len(rows)} stage-1 trials say", ""]
+    finished = np.isfinite(rows["log_fd"].astype(float)) & ~rows["diverged"].astype(bool)
+    top, best, saved = {}, None, None
+    if not finished.any():
+        lines.append(f"Nothing to measure yet: none of the {len(rows)} stage-1 trials finished with an FD.")
+    else:
+        top = _importance_section(rows, out, lines, resamples=resamples, n_trees=n_trees, seed=seed, space=space)
+        best = _landscape_section(rows, out, lines, seed=seed, space=space)
+        saved = _budget_section(rows, out, lines, resamples=resamples, seed=seed)
+        _pareto_section(rows, out, lines, objectives=objectives, space=space)
+    summary = "\n".join(lines)
+    out.save("summary_md", summary)
+    return dict(paths=out.paths, top=top, saved=saved, summary=summary,
+                best=None if best is None else dict(config=best["config"], log_fd=float(best["log_fd"])))
 
-    def save(key, data):
-        path = folder / FILES[key]
+
+class _Folder:
+    """The analysis folder: ``save(key, data)`` writes bytes, text or a DataFrame (CSV) under FILES[key]."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.paths = {}
+
+    def save(self, key, data):
+        path = self.folder / FILES[key]
         if isinstance(data, bytes):
             path.write_bytes(data)
         elif isinstance(data, str):
             path.write_text(data)
         else:
             data.to_csv(path, index=False)
-        written[key] = path
+        self.paths[key] = path
 
-    # Importance of each knob for log final FD.
+
+def _importance_section(rows, out, lines, *, resamples, n_trees, seed, space):
+    """Importance of each knob for log final FD; returns the top parameter per evaluator and handling."""
     table = importance.importance_table(rows, resamples=resamples, n_trees=n_trees, seed=seed, space=space)
-    save("importance", table)
-    save("importance_md", importance.importance_markdown(table))
-    save("importance_png", figures.importance_figure(table))
-    top = {f"{e}/{h}": part.loc[part["importance"].idxmax(), "parameter"]
-           for (e, h), part in table.groupby(["evaluator", "handling"], sort=False)}
-    lines += ["## Importance for log final FD", "", importance.importance_markdown(table)]
+    md = importance.importance_markdown(table)
+    out.save("importance", table)
+    out.save("importance_md", md)
+    out.save("importance_png", figures.importance_figure(table))
+    lines += ["## Importance for log final FD", "", md]
+    return {f"{e}/{h}": part.loc[part["importance"].idxmax(), "parameter"]
+            for (e, h), part in table.groupby(["evaluator", "handling"], sort=False)}
 
-    # Partial dependence and the landscape.
+
+def _landscape_section(rows, out, lines, *, seed, space):
+    """Partial dependence, the landscape figure and divergence by region; returns the best trial."""
     pd_table = landscape.partial_dependence(rows, seed=seed, space=space)
-    save("partial_dependence", pd_table)
-    save("partial_dependence_png", figures.partial_dependence_figure(pd_table))
-    paper = importance.paper_point(space)
+    out.save("partial_dependence", pd_table)
+    out.save("partial_dependence_png", figures.partial_dependence_figure(pd_table))
     dists = importance.search_distributions(space)
-    save("landscape_png", figures.landscape_figure(
-        rows, paper, choices=dists["bn_placement"].choices, lr_range=(dists["lr"].low, dists["lr"].high),
-        beta1_range=(dists["beta1"].low, dists["beta1"].high)))
+    out.save("landscape_png", figures.landscape_figure(
+        rows, importance.paper_point(space), choices=dists["bn_placement"].choices,
+        lr_range=(dists["lr"].low, dists["lr"].high), beta1_range=(dists["beta1"].low, dists["beta1"].high)))
     div = landscape.divergence_by_region(rows, space=space)
-    save("divergence", div)
+    out.save("divergence", div)
     best = landscape.best_trial(rows)
     lines += ["## Landscape", "",
-              f"Surrogate (random forest, diverged penalised): out-of-bag R^2 "
-              f"{pd_table['surrogate_oob_r2'].iloc[0]:.3f}.",
-              "" if best is None else f"Best stage-1 trial: {best['config']} (log FD {best['log_fd']:.3f}).", "",
+              f"Surrogate (random forest, diverged penalised): out-of-bag R^2 {pd_table['surrogate_oob_r2'].iloc[0]:.3f}.",
+              f"Best stage-1 trial: {best['config']} (log FD {best['log_fd']:.3f}).", "",
+              "Share of trials that diverged by region (Wilson intervals; the unit is trials):", "",
               _divergence_markdown(div), ""]
+    return best
 
-    # Best FD against the number of trials, TPE against random search.
-    saved = None
-    if {"tpe", "random"} <= set(rows["sampler"]):
-        searches = budget.equal_budget(rows)
-        expected = budget.expected_best_curves(searches, resamples=resamples, seed=seed)
-        per_seed = budget.expected_best_curves(searches, per_seed=True, resamples=0)
-        so_far = budget.best_so_far_curves(searches)
-        saved = budget.trials_saved(searches)
-        save("expected_best", pd.concat([expected, per_seed], ignore_index=True))
-        save("best_so_far", so_far)
-        save("budget_png", figures.budget_figure(expected, so_far, saved))
-        n_searches = searches.groupby("sampler")["search_seed"].nunique().to_dict()
-        lines += ["## Best FD against the number of trials", "",
-                  f"Each search's first {int(expected['n'].max())} trials (the budget every search ran); searches per "
-                  f"sampler: {n_searches}. Diverged trials score the worst finite FD.", ""]
-        lines += [f"- {s['sentence']}" for s in saved] + [""]
-    else:
-        lines += ["## Best FD against the number of trials", "",
-                  f"Skipped: the stage-1 trials hold samplers {sorted(set(rows['sampler']))}, not tpe and random.", ""]
 
-    # The two-objective front.
-    if all(c in rows for c in objectives) and np.isfinite(rows[list(objectives)].astype(float)).all(axis=1).any():
-        front = pareto.pareto_front(rows, objectives, space=space)
-        save("pareto", front)
-        save("pareto_png", figures.pareto_figure(front, objectives))
-        lines += ["## Pareto front", "", f"{int(front['on_front'].sum())} of {len(front)} trials with finite "
-                  f"{' and '.join(objectives)} are non-dominated (both lower is better).", ""]
+def _budget_section(rows, out, lines, *, resamples, seed):
+    """Best FD against the number of trials, TPE against random search; returns budget.trials_saved."""
+    lines += ["## Best FD against the number of trials", ""]
+    if not {"tpe", "random"} <= set(rows["sampler"]):
+        lines += [f"Skipped: the stage-1 trials hold samplers {sorted(set(rows['sampler']))}, not tpe and random.", ""]
+        return None
+    searches = budget.equal_budget(rows)
+    expected = budget.expected_best_curves(searches, resamples=resamples, seed=seed)
+    per_seed = budget.expected_best_curves(searches, per_seed=True, resamples=0)
+    so_far = budget.best_so_far_curves(searches)
+    saved = budget.trials_saved(searches)
+    out.save("expected_best", pd.concat([expected, per_seed], ignore_index=True))
+    out.save("best_so_far", so_far)
+    out.save("budget_png", figures.budget_figure(expected, so_far, saved))
+    n_searches = searches.groupby("sampler")["search_seed"].nunique().to_dict()
+    lines += [f"Each search's first {int(expected['n'].max())} trials (the budget every search ran); searches per "
+              f"sampler: {n_searches}. Diverged trials score the worst finite FD.", ""]
+    lines += [f"- {s['sentence']}" for s in saved] + [""]
+    return saved
 
-    summary = "\n".join(lines)
-    save("summary_md", summary)
-    return dict(paths=written, top=top, saved=saved, summary=summary,
-                best=None if best is None else dict(config=best["config"], log_fd=float(best["log_fd"])))
+
+def _pareto_section(rows, out, lines, *, objectives, space):
+    """The two-objective front, when the table holds both objectives."""
+    lines += ["## Pareto front", ""]
+    if not (all(c in rows for c in objectives)
+            and np.isfinite(rows[list(objectives)].astype(float)).all(axis=1).any()):
+        lines += [f"Skipped: no stage-1 trial has finite {' and '.join(objectives)}.", ""]
+        return
+    front = pareto.pareto_front(rows, objectives, space=space)
+    out.save("pareto", front)
+    out.save("pareto_png", figures.pareto_figure(front, objectives))
+    lines += [f"{int(front['on_front'].sum())} of {len(front)} trials with finite {' and '.join(objectives)} are "
+              "non-dominated (both lower is better).", ""]
 
 
 def _divergence_markdown(div):

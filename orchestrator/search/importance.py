@@ -38,7 +38,7 @@ def paper_point(space=SPACE):
 
 def scored_trials(trials, handling):
     """The trials that take part under ``handling``, with column ``y``: their log FD, or for a diverged
-    trial the penalty (penalised) . Returns (rows, note): note says how diverged trials were scored."""
+    trial the penalty (when penalised). Returns (rows, note): note says how diverged trials were scored."""
     if handling not in HANDLINGS:
         raise ValueError(f"handling={handling!r}: allowed {', '.join(HANDLINGS)}")
     diverged = trials["diverged"].astype(bool)
