@@ -1,4 +1,5 @@
-"""The ``dcgan-lab`` command: one subcommand per user verb, each defined in its own module."""
+"""The ``dcgan-lab`` command: one subcommand per user verb, each defined in its own module (``<verb>_cmd.py``
+where the work lives in a package: ``report/``, ``sweep/``, ``bench/``, ``latent/``, ``features_svm/``)."""
 import argparse
 import importlib
 import sys
@@ -8,17 +9,17 @@ from trainables.errors import UserError
 # Modules that each define ``add_subparser(subparsers)``; order is the help's order.
 COMMAND_MODULES = [
     "orchestrator.train",       # train, sample
-    "orchestrator.sweep",       # sweep
+    "orchestrator.sweep_cmd",   # sweep
     "orchestrator.evaluate",    # evaluate
     "orchestrator.latent_cmd",  # latent walk|sheet|arithmetic|turn|forget|neighbours|represent, represent
-    "orchestrator.report",      # report
-    "orchestrator.power",       # power
-    "orchestrator.pilot",       # pilot
+    "orchestrator.report_cmd",  # report
+    "orchestrator.power_cmd",   # power
+    "orchestrator.pilot_cmd",   # pilot
     "orchestrator.features_svm_cmd",   # features-svm
-    "orchestrator.replay",      # replay
+    "orchestrator.replay_cmd",  # replay
     "orchestrator.data_cmd",    # data preview|cache
     "orchestrator.evaluator_cmd",   # evaluator train|list
-    "orchestrator.bench",       # bench
+    "orchestrator.bench_cmd",   # bench
     "orchestrator.ui",          # ui
 ]
 

@@ -37,7 +37,7 @@ def cmd_features_svm(args):
 
     from orchestrator import tracking
     from orchestrator.features_svm import study
-    from orchestrator.report import default_out
+    from orchestrator.report.build import default_out
 
     # Check every input before loading anything.
     design = study.Design(args.labels_per_class, args.val_per_class, args.draws, args.cnn_epochs, args.seed)

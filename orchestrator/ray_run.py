@@ -13,6 +13,10 @@ from trainables.ray_fixes import SETUP_HOOK
 
 # The preamble's phases, in order (the sweep logs each one's seconds as perf_driver_<phase>_s).
 PREAMBLE_PHASES = ("checks", "data_cache", "evaluation", "ray_init")
+# A sweep's driver, before Tune starts (the sweep runs it, the bench reads its tags): the preamble,
+# then the wait for the MLflow server (started after the checks, while the rest is prepared) and
+# the parent run.
+DRIVER_PHASES = (*PREAMBLE_PHASES, "mlflow_server", "parent_run")
 
 
 @dataclass(frozen=True)

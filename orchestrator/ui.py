@@ -54,7 +54,7 @@ def serve(uri, port, no_browser):
     """Run ``mlflow ui`` until Ctrl-C; print the links once it answers."""
     import subprocess
 
-    from orchestrator.mlflow_server import NO_JOB_RUNNER, _die_with_parent, wait_healthy
+    from orchestrator.sweep.mlflow_server import NO_JOB_RUNNER, _die_with_parent, wait_healthy
 
     base = f"http://127.0.0.1:{port}"
     print(f"MLflow UI for {uri} at {base} (Ctrl-C to stop)", flush=True)

@@ -49,7 +49,7 @@ def _store(cwd):
 
 def _finished_sweep(cwd):
     """What a finished smoke sweep leaves in its folder: its sweep.json, Tune's state under ./ray_results."""
-    from orchestrator.sweep import write_sweep_file
+    from orchestrator.sweep.plan import write_sweep_file
 
     write_sweep_file(cwd / "sweeps" / "smoke-smoke-grid-1", {"parent_run_id": UNKNOWN_RUN, "preset": "smoke",
                                                                "settings": {}, "storage_path": str(cwd / "ray_results")})

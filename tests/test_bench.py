@@ -6,9 +6,9 @@ import math
 import pytest
 from conftest import run_cli
 
-from orchestrator.bench import SMOKE
-from orchestrator.bench_levers import LEVERS
-from orchestrator.sweep_run import DRIVER_PHASES
+from orchestrator.bench.levers import LEVERS
+from orchestrator.bench_cmd import SMOKE
+from orchestrator.ray_run import DRIVER_PHASES
 
 pytestmark = pytest.mark.slow   # starts Ray, trains, serves MLflow or drives a browser
 

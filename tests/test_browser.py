@@ -43,7 +43,7 @@ def smoke_sweep(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ui_links(smoke_sweep):
     """``dcgan-lab ui`` on a free port, as a user starts it; yields the URLs it prints."""
-    from orchestrator.mlflow_server import free_port
+    from orchestrator.sweep.mlflow_server import free_port
 
     d = smoke_sweep["dir"]
     out = d / "ui.out"

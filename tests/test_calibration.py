@@ -1,6 +1,6 @@
 """Calibration of the claim verdicts, on simulated studies run through the report's own machinery
-(``orchestrator.power``: ``report_claims.evaluate_claims``, the function ``build_report`` calls, on
-records shaped as ``report_data.records`` makes them) and the shipped claims file, for each shipped
+(``orchestrator.report.power``: ``report.claims.evaluate_claims``, the function ``build_report`` calls, on
+records shaped as ``report.data.records`` makes them) and the shipped claims file, for each shipped
 design: its points come from ``search_spaces.loader.grid_points`` on the presets' spaces and seed counts.
 
 Under no effect, a verdict that asserts one (supported, contradicted, not reproduced at this
@@ -8,7 +8,7 @@ horizon) is a false verdict: at most 5 % plus two Monte-Carlo standard errors pe
 for designs without replication. With a true x2 in FD at the stability design, the share of
 "supported" is the power.
 
-The noise model (``orchestrator.power``) is taken from the committed CPU-scale study
+The noise model (``orchestrator.report.power``) is taken from the committed CPU-scale study
 (docs/results/stability/factorial-1200, 8 cells x 2 seeds): the within-cell SD of log final FD there was 0.012 to
 0.64 by cell (pooled 0.33). Studies are simulated with every cell at SD 0.33, and with each cell's
 SD drawn from those 8 values (FD's variance differs by setting: the case a variance pooled over
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import power as sim
 from orchestrator.config import load_sweep_settings
-from orchestrator.power import CELL_SDS, Noise, seeds_for_power
+from orchestrator.report import power as sim
+from orchestrator.report.power import CELL_SDS, Noise, seeds_for_power
 
 
 def _preset(name):

@@ -40,7 +40,7 @@ def test_every_help_imports_no_torch_ray_or_mlflow():
 def test_ui_reads_its_server_without_importing_mlflow():
     """``dcgan-lab ui`` talks to the server over MLflow's REST API: pointed at a tracking server
     that is not there, it fails in one line, with nothing heavy imported on the way."""
-    from orchestrator.mlflow_server import free_port
+    from orchestrator.sweep.mlflow_server import free_port
 
     out, r = _probe(["ui", "--mlflow-uri", f"http://127.0.0.1:{free_port()}", "--no-browser"])
     assert out["code"] == 2 and "cannot be reached" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -114,7 +114,7 @@ def test_gpu_study_packs_four_trials_per_gpu_node(prepared):
     """The gpu-study preset's sweep on the head and every GPU node cluster.yaml can start: a
     quarter GPU and one CPU per trial, four trials per g5.xlarge (4 vCPUs, 1 GPU)."""
     from orchestrator.config import load_sweep_settings, resolve_config
-    from orchestrator.sweep import plan_trials
+    from orchestrator.sweep.plan import plan_trials
     from search_spaces.loader import load_space
 
     types = prepared["available_node_types"]

@@ -49,7 +49,7 @@ def test_bad_values_name_key_and_value(overrides, culprit):
 def test_asha_rungs_are_training_steps():
     """The search preset's ASHA counts the reports' ``step``: its first rung after four evaluations,
     its last at the run's length, whatever the checkpoint schedule adds to the reports."""
-    from orchestrator.sweep_run import make_scheduler
+    from orchestrator.sweep.run import make_scheduler
 
     base = resolve_config("search")
     asha = make_scheduler("asha", base)

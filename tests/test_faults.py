@@ -29,7 +29,7 @@ def _env(**extra):
 def _mlflow_server(port, backend, artifacts, log):
     """A real ``mlflow server`` on 127.0.0.1:port, up and answering when this returns; without
     MLflow 3's job runner, as every server dcgan-lab starts (NO_JOB_RUNNER)."""
-    from orchestrator.mlflow_server import NO_JOB_RUNNER, wait_healthy
+    from orchestrator.sweep.mlflow_server import NO_JOB_RUNNER, wait_healthy
 
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend, "--default-artifact-root",
            artifacts, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
@@ -55,7 +55,7 @@ def _last_step(client, experiment="dcgan-lab"):
 def test_tracking_server_down_30s_during_training(tmp_path, figure):
     """Kill the MLflow server mid-run, restart it 30 s later on the same port and store: the run
     goes on (it logs steps while the server is down), warns once, and every metric arrives."""
-    from orchestrator.mlflow_server import free_port
+    from orchestrator.sweep.mlflow_server import free_port
 
     port, backend = free_port(), "sqlite:///" + str(tmp_path / "mlflow.db")
     artifacts, log = (tmp_path / "mlartifacts").as_uri(), tmp_path / "server.log"
@@ -115,7 +115,7 @@ sys.exit(0 if logger.flush(retries=30) else 1)
 def test_eight_concurrent_trials_log_every_step(tmp_path, figure):
     """Eight processes log five metrics every step through the sweep's local MLflow server on the
     default SQLite store (what eight concurrent trials do): no metric lost, no "database is locked"."""
-    from orchestrator.mlflow_server import local_server
+    from orchestrator.sweep.mlflow_server import local_server
     from trainables.store import artifact_root, start_run
 
     store = "sqlite:///" + str(tmp_path / "mlflow.db")
@@ -292,7 +292,7 @@ def test_trials_logging_one_data_set_at_once_each_get_it(tmp_path, figure):
     import threading
 
     from orchestrator.config import resolve_config
-    from orchestrator.mlflow_server import local_server
+    from orchestrator.sweep.mlflow_server import local_server
     from trainables.run_inputs import log_dataset
     from trainables.store import artifact_root, start_run
 

@@ -201,7 +201,7 @@ def _run(sha, image_size="32"):
 
 
 def test_the_report_pools_runs_of_one_evaluator_only():
-    from orchestrator.report_data import strata
+    from orchestrator.report.data import strata
 
     a, b = "a" * 64, "b" * 64
     assert list(strata([_run(a), _run(a)])) == [""]

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from torch import nn
 
 from orchestrator.config import resolve_config
-from orchestrator.sweep import plan_trials
+from orchestrator.sweep.plan import plan_trials
 from search_spaces.loader import load_space
 from trainables.checkpoints import restore_training_state, training_state
 from trainables.config import run_params
@@ -145,7 +145,7 @@ import json, os, sys, time
 import ray
 from ray import tune
 from orchestrator.config import resolve_config
-from orchestrator.sweep import plan_trials
+from orchestrator.sweep.plan import plan_trials
 from search_spaces.loader import load_space
 
 ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)  # a logical GPU
@@ -306,7 +306,7 @@ def test_device_batches_match_the_cpu_conversion_and_resume():
 
 def test_gpu_bench_parts_run_on_cpu():
     """Not a timing: the bench's variants, packed trial processes and resident data run end to end."""
-    from orchestrator.bench_gpu import VARIANTS, packed_trials, resident_data, step_variants
+    from orchestrator.bench.gpu import VARIANTS, packed_trials, resident_data, step_variants
 
     size = dict(image_size=32, ngf=8, ndf=8, nz=16, batch_size=16)
     rows = step_variants(size, 3, "cpu", {"bf16": VARIANTS["bf16"]})

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from orchestrator.pilot import flat, ladder, plateau_ladder, plateau_step, study_horizon, write_pilot
+from orchestrator.report.pilot import flat, ladder, plateau_ladder, plateau_step, study_horizon, write_pilot
 
 STEPS = tuple(range(200, 8001, 200))
 

@@ -16,11 +16,11 @@ from mlflow.entities import Metric, Param
 from PIL import Image
 from scipy import stats as sps
 
-from orchestrator import report_model as model
-from orchestrator.report import REPORT_FILES, build_report
-from orchestrator.report_claims import evaluate_claims
-from orchestrator.report_data import canonical, paper_levels
-from orchestrator.report_stats import fd_interval
+from orchestrator.report import model
+from orchestrator.report.build import REPORT_FILES, build_report
+from orchestrator.report.claims import evaluate_claims
+from orchestrator.report.data import canonical, paper_levels
+from orchestrator.report.stats import fd_interval
 from search_spaces.claims import load_claims
 from trainables.errors import UserError
 
@@ -175,7 +175,7 @@ def test_claim_verdicts_and_summary(factorial):
 
 
 def _records(cells, seeds, log_fd, hist=None, diverged=()):
-    """Records as report_data makes them, for factors ('lr', 'beta1', 'bn_placement')."""
+    """Records as report.data makes them, for factors ('lr', 'beta1', 'bn_placement')."""
     out = []
     for cell in cells:
         for s in range(seeds):
@@ -464,7 +464,7 @@ def test_a_failed_run_does_not_cut_its_cells_curve():
     """A sweep interrupted mid-trial leaves a failed run with one FD point beside finished runs: the
     cell's curve is drawn from the others (it was cut to that one step). Diverged runs stay in, up to
     their last point."""
-    from orchestrator.report_figures import _mean_band, curve_histories
+    from orchestrator.report.figures import _mean_band, curve_histories
 
     def run(status, steps):
         return {"status": status, "fd_key": "fd_faces", "history": {"fd_faces": [(s, 100.0 - s / 100) for s in steps]}}

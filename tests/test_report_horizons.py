@@ -5,11 +5,11 @@ import math
 
 import pytest
 
-from orchestrator import report_model as model
-from orchestrator.report_claims import evaluate_claims, summary_row
-from orchestrator.report_data import canonical, paper_levels, steps_to
-from orchestrator.report_horizons import at_step, diverged_at, horizon, horizon_rows
-from orchestrator.report_verdicts import horizons_markdown
+from orchestrator.report import model
+from orchestrator.report.claims import evaluate_claims, summary_row
+from orchestrator.report.data import canonical, paper_levels, steps_to
+from orchestrator.report.horizons import at_step, diverged_at, horizon, horizon_rows
+from orchestrator.report.verdicts import horizons_markdown
 from search_spaces.claims import load_claims
 
 FACTORS = ("lr", "beta1", "bn_placement")
@@ -31,7 +31,7 @@ def _fd(cell, seed, step):
 
 
 def _record(cell, seed, diverged_step=None, logged_step=True):
-    """A record as ``report_data.records`` makes it; a run diverged at ``diverged_step`` stopped there
+    """A record as ``report.data.records`` makes it; a run diverged at ``diverged_step`` stopped there
     (its FD history ends there, blown up over its last 300 steps) and has no final FD."""
     end = diverged_step or STEPS[-1]
     fd = [(s, _fd(cell, seed, s) * (5 if diverged_step and s > end - 300 else 1)) for s in STEPS if s <= end]

@@ -12,9 +12,9 @@ import pytest
 import statsmodels.formula.api as smf
 from scipy import stats as sps
 
-from orchestrator import report_model as model
-from orchestrator.report_claims import evaluate_claims
-from orchestrator.report_data import canonical, paper_levels
+from orchestrator.report import model
+from orchestrator.report.claims import evaluate_claims
+from orchestrator.report.data import canonical, paper_levels
 from search_spaces.claims import load_claims
 from trainables.errors import UserError
 
@@ -27,7 +27,7 @@ STEPS = tuple(range(100, 1201, 100))
 
 
 def _record(cell, seed, log_fd, slope=0.0, diverged=False, last=math.nan):
-    """A run as report_data makes it: FD flat (or falling at ``slope`` log FD per 1,000 steps) to its end."""
+    """A run as report.data makes it: FD flat (or falling at ``slope`` log FD per 1,000 steps) to its end."""
     rng = np.random.default_rng(hash((cell, seed)) % 2**32)
     fd = math.exp(log_fd)
     hist = [(s, fd * math.exp(slope * (s - 1200) / 1000 + rng.normal(0, 0.005))) for s in STEPS]
@@ -156,8 +156,8 @@ def test_fragile_is_said_in_every_format():
     import csv
     import io
 
-    from orchestrator import report_verdicts as text
-    from orchestrator.report_claims import summary_row
+    from orchestrator.report import verdicts as text
+    from orchestrator.report.claims import summary_row
     from orchestrator.run_notes import sweep_note
 
     log_fd = {(c, s): 0.2 * (c == BN) + _noise(c, s) for c in PAIRED for s in range(6)}

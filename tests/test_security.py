@@ -104,7 +104,7 @@ def test_names_cannot_escape_the_output_folder(name, tmp_path, monkeypatch):
     """Run ids and names from the user or the store become one path component below the
     command's output folder, or are refused."""
     from orchestrator import tracking
-    from orchestrator.report import default_out
+    from orchestrator.report.build import default_out
 
     monkeypatch.chdir(tmp_path)
     out = default_out(name)  # report --experiment/--sweep NAME
@@ -114,7 +114,7 @@ def test_names_cannot_escape_the_output_folder(name, tmp_path, monkeypatch):
 
 
 def test_sweep_folder_from_a_space_path_stays_in_sweeps(tmp_path, monkeypatch):
-    from orchestrator.sweep import sweep_dir
+    from orchestrator.sweep.plan import sweep_dir
     from search_spaces.loader import load_space
 
     (tmp_path / "outside.yaml").write_text("params:\n  lr: {dist: grid, values: [1.0e-4]}\n")

@@ -1,4 +1,4 @@
-"""The sequential rule (orchestrator/sequential.py): its boundaries, its real level and power on the
+"""The sequential rule (orchestrator/report/sequential.py): its boundaries, its real level and power on the
 simulated studies ``dcgan-lab power`` uses, the committed study replayed, and its bad input."""
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_cli
 
-from orchestrator import power, sequential
+from orchestrator.report import power, sequential
 from trainables.errors import UserError
 
 STUDY = ROOT / "docs" / "results" / "stability"
@@ -69,9 +69,9 @@ def test_calibration_level_power_and_trials(figure):
 def test_the_committed_study_replayed(tmp_path, figure):
     """The 20 seeds of docs/results/stability fed to the rule in block order: each claim stops with the
     fixed design's verdict, for at most 70 % of its 80 trials."""
-    from orchestrator import report_data as data
-    from orchestrator.report_claims import evaluate_claims
-    from orchestrator.report_folders import FolderRuns
+    from orchestrator.report import data
+    from orchestrator.report.claims import evaluate_claims
+    from orchestrator.report.folders import FolderRuns
 
     design = sequential.design_from(sequential.DEFAULT_LOOKS)
     history, outcomes, order, fixed = sequential.replay_folders(BLOCKS, design)

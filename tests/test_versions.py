@@ -8,7 +8,7 @@ import pytest
 from conftest import ROOT
 from test_report import LEVELS, _flat_history, _log_fd, _log_run, _store
 
-from orchestrator.report import build_report
+from orchestrator.report.build import build_report
 from trainables.errors import UserError
 from trainables.versions import LOCK_FILE, locked_versions, software_params
 

@@ -3,7 +3,7 @@ reports' runs.csv files: for each claim, the paired contrast of log final FD (al
 the paper's cell, within a seed), its mean over seeds as a ratio of geometric means, the 95 % t
 interval and the paired t test's p (scipy). The seed is the unit of replication; a seed counts once
 (a seed present in two files is an error: re-runs of a seed are compared with ``--replicate``).
-A diverged run has no final FD: as in the report (orchestrator/report_model.analysis_values), it
+A diverged run has no final FD: as in the report (orchestrator/report/model.analysis_values), it
 takes the worst final FD observed among the runs read (censored: tied with the worst finished run,
 never above it). A run that failed (was interrupted) is left out.
 

@@ -1,6 +1,6 @@
 """Claim verdicts from records: the primary contrast at the paper's other settings, the rules that
 turn it into a verdict (replication, direction, horizon), secondaries under Holm, and the flat
-summary other tools log (``claims_summary``). The statistics are in ``report_model``.
+summary other tools log (``claims_summary``). The statistics are in ``report.model``.
 
 Rules, in order (docs/report.md states them for readers):
 1. The primary estimate is the simple effect alt − paper with every other factor at the paper's
@@ -9,17 +9,16 @@ Rules, in order (docs/report.md states them for readers):
 2. No verdict with fewer than MIN_SEEDS seeds per arm: "not tested".
 3. The primary tests of one claims file are a family: Holm's step-down over their p. Holm-adjusted
    p < 0.05 on the predicted side: "supported"; on the other side: "contradicted" if both cells of
-   the claim are shown flat (``report_model.plateau``: TOST at the file's plateau_margin), else
+   the claim are shown flat (``report.model.plateau``: TOST at the file's plateau_margin), else
    "not reproduced at this horizon"; adjusted p >= 0.05: "inconclusive".
-4. The verdict under each divergence sensitivity analysis (``report_divergence``) is made by the same
+4. The verdict under each divergence sensitivity analysis (``report.divergence``) is made by the same
    rules; a claim whose verdict changes under one of them is *fragile*.
 5. Secondaries get Holm-step-down intervals within their claim and never change the verdict;
    disagreement is said in words.
 """
 import math
 
-from orchestrator import report_divergence as divergence
-from orchestrator import report_model as model
+from orchestrator.report import divergence, model
 from search_spaces.metrics import METRICS
 
 VERDICTS = ("supported", "contradicted", "not reproduced at this horizon", "inconclusive", "not tested")

@@ -15,7 +15,7 @@ def measured_trial(cfg, device="cpu"):
     """Seconds per training step and per evaluation for ``cfg`` on this machine."""
     import torch
 
-    from orchestrator.bench import timed_loop
+    from orchestrator.timing import timed_loop
     from trainables.accel import convert_net
     from trainables.metrics.evaluate import fd_speed
     from trainables.metrics.evaluators import evaluator_shipped

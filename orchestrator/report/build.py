@@ -1,4 +1,5 @@
-"""``dcgan-lab report``: ablation tables and verdicts on the paper's claims, from tracked runs.
+"""The report (``dcgan-lab report``, ``orchestrator/report_cmd.py``): ablation tables and verdicts on the
+paper's claims, from tracked runs or report folders.
 
 Writes ``report.md``, ``tables.csv``, ``claims.csv``, ``tables.tex``, ``report.html``, ``report.json``, ``runs.csv``,
 ``histories.csv`` and ``forest.png`` to ``--out`` and, for a sweep, logs them as artifacts of its parent run (under
@@ -12,15 +13,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from orchestrator import report_data as data
-from orchestrator import report_figures as figures
-from orchestrator import report_horizons as horizons
-from orchestrator import report_render as render
-from orchestrator import report_verdicts as verdicts_text
-from orchestrator import tracking
-from orchestrator.report_claims import evaluate_claims, summary_row
-from orchestrator.report_folders import FolderRuns, histories_csv
-from orchestrator.report_stats import group, table
+from orchestrator.report import data, figures, horizons, render
+from orchestrator.report import verdicts as verdicts_text
+from orchestrator.report.claims import evaluate_claims, summary_row
+from orchestrator.report.folders import FolderRuns, histories_csv
+from orchestrator.report.stats import group, table
 from trainables import store
 from trainables.atomic import write_atomic
 from trainables.errors import UserError
@@ -28,44 +25,6 @@ from trainables.errors import UserError
 REPORT_FILES = ("report.md", "tables.csv", "claims.csv", "tables.tex", "report.html", "report.json", "runs.csv",
                 "histories.csv", "forest.png", "fd_curves.png")
 # and grids/<cell>.png: the final fixed-noise grid of each cell's first run
-
-
-def add_subparser(subparsers):
-    p = subparsers.add_parser("report", help="ablation tables and claim verdicts from MLflow runs")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--experiment", help="every run of this MLflow experiment (sweep parents excluded)")
-    which.add_argument("--sweep", help="the child runs of this sweep's parent run id")
-    which.add_argument("--from", dest="folders", nargs="+", metavar="DIR",
-                       help="the runs of report folders written before (runs.csv, histories.csv, grids/), pooled: "
-                            "one report over blocks of a study tracked in different MLflow stores")
-    p.add_argument("--out", default="", help="output folder (default: ./reports/<sweep id or experiment>)")
-    p.add_argument("--factors", default="", help="comma-separated params to tabulate (default: those that vary)")
-    p.add_argument("--claims", default="paper",
-                   help="claims file: a name in search_spaces/claims/ or a path to a YAML file (default: paper)")
-    p.add_argument("--pool", action="store_true",
-                   help="report runs measured at different scales (data set, image size, steps, eval_n, FD "
-                        "features) together, each scale analysed separately")
-    p.add_argument("--fd-threshold", type=float, default=None,
-                   help="FD for the steps-to-threshold column (default: the median final FD of the runs)")
-    p.add_argument("--mlflow-uri", default="", help="tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
-    p.set_defaults(func=cmd_report)
-
-
-def cmd_report(args):
-    factors = [f.strip() for f in args.factors.split(",") if f.strip()] or None
-    if args.fd_threshold is not None and not (math.isfinite(args.fd_threshold) and args.fd_threshold > 0):
-        raise UserError(f"fd-threshold={args.fd_threshold!r} must be a positive number")
-    uri = None
-    if not args.folders:
-        uri = tracking.tracking_uri(args.mlflow_uri)
-        if not uri.startswith("sqlite:///"):
-            tracking.check_reachable(uri)
-    out = Path(args.out) if args.out else default_out(args.sweep or args.experiment or "from-folders")
-    result = build_report(uri, out, sweep=args.sweep, experiment=args.experiment, folders=args.folders, factors=factors,
-                          fd_threshold=args.fd_threshold, claims=args.claims, pool=args.pool)
-    print(result["summary"])
-    print(f"\nreport written to {out}/ ({', '.join(REPORT_FILES)})")
-    return 0
 
 
 def default_out(name):
@@ -79,7 +38,7 @@ def build_report(uri, out, sweep=None, experiment=None, factors=None, fd_thresho
     """Read the runs, test the claims, write every format to ``out`` and log it to the sweep's parent.
 
     The runs are a sweep's or an experiment's in the store at ``uri``, or, with ``folders``, those
-    of report folders written before (``report_folders``), pooled. Returns the printed summary and
+    of report folders written before (``report.folders``), pooled. Returns the printed summary and
     the numbers: ``claims_summary`` holds one flat dict per claim evaluated (keys in
     docs/report.md). Bad input fails before anything is written."""
     from search_spaces.claims import load_claims

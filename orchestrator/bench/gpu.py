@@ -88,7 +88,7 @@ def step_variants(size, steps, device, variants=VARIANTS):
     """Images/s of the plain loop and of each variant of the project's step, same nets and seed."""
     import torch
 
-    from orchestrator.bench import plain_loop_step
+    from orchestrator.bench.steps import plain_loop_step
     from trainables.models import build_models
     from trainables.step import noise_generator
 

@@ -84,7 +84,7 @@ def _shared_params(runs):
 
 
 def claim_inputs(runs, claims, uri=None, history=None):
-    """(records, factors, paper levels, label) for ``report_claims.evaluate_claims`` on ``runs``, built
+    """(records, factors, paper levels, label) for ``report.claims.evaluate_claims`` on ``runs``, built
     as the report builds them: the claims' factors that vary, their levels, one record per run."""
     factors = choose_factors(runs, None, [c.factor for c in claims])
     maps = level_maps(runs, factors)
@@ -174,7 +174,7 @@ def final_values(run):
 
 
 def records(uri, runs, factors, fd_threshold=None, with_history=True, history=None):
-    """One record per run (see ``report_stats``); the FD threshold defaults to the median final FD.
+    """One record per run (see ``report.stats``); the FD threshold defaults to the median final FD.
 
     ``history(run_id, key)`` gives a metric's [(step, value)] in step order: by default the store's
     at ``uri``; ``FolderRuns.history`` for runs read back from report folders."""

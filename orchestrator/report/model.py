@@ -3,8 +3,8 @@ within each seed (every cell of a grid runs the same seeds: same init, data orde
 t over seeds (statsmodels), Welch's t when the arms share no seeds, an F test of the interaction
 (formula OLS, ``anova_lm``), two-proportion intervals for 0/1 flags (McNemar's exact p when
 paired), Holm's step-down, and the plateau test of the horizon rule: an equivalence test (TOST)
-on the run-level slopes of log FD over the last quarter. Pure functions of records (see ``report_stats``); the claim rules built
-on them are in ``report_claims``.
+on the run-level slopes of log FD over the last quarter. Pure functions of records (see ``report.stats``); the claim rules built
+on them are in ``report.claims``.
 """
 import math
 import warnings

@@ -3,17 +3,12 @@ import contextlib
 from pathlib import Path
 
 from orchestrator import run_notes
-from orchestrator.ray_run import PREAMBLE_PHASES, prepare_ray_run, run_tags
-from orchestrator.report import print_sweep_report
-from orchestrator.sweep import plan_trials, read_sweep_file, sweep_dir, tune_storage, write_sweep_file
+from orchestrator.ray_run import DRIVER_PHASES, prepare_ray_run, run_tags
+from orchestrator.report.build import print_sweep_report
+from orchestrator.sweep.plan import plan_trials, read_sweep_file, sweep_dir, tune_storage, write_sweep_file
 from trainables import store
 from trainables.errors import UserError
 from trainables.trial import DESIGN_POINT, trial_driver
-
-# Where the driver's seconds go before Tune starts, in order; logged as perf_driver_<phase>_s tags.
-# The MLflow server starts after the checks and imports while the rest is prepared: its phase is
-# the wait for it after Ray has started.
-DRIVER_PHASES = (*PREAMBLE_PHASES, "mlflow_server", "parent_run")
 
 
 def run_sweep(preset, base, space, settings, points, resume=False, sequential=False):
@@ -53,7 +48,7 @@ def run_sweep(preset, base, space, settings, points, resume=False, sequential=Fa
         if sequential:   # block after block, each its own Tune experiment, until the claims are decided
             from ray import tune
 
-            from orchestrator.sweep_sequential import run_sequential
+            from orchestrator.sweep.sequential import run_sequential
 
             blocks = []
 
@@ -104,7 +99,7 @@ def tracking_for_sweep(store_uri, d):
     """Start serving a SQLite store; yields a SweepTracking. If the block fails before ``wait()``
     has returned, what it created goes again (a sweep refused after its input checks leaves
     nothing behind), but for the log of a server that did not start."""
-    from orchestrator.mlflow_server import starting_server
+    from orchestrator.sweep.mlflow_server import starting_server
 
     tracking = SweepTracking(store_uri, d)
     if not store_uri.startswith("sqlite:///"):

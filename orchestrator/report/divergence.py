@@ -1,6 +1,6 @@
 """How much a claim's primary FD effect rests on the handling of its diverged runs.
 
-The declared handling (``report_model.analysis_values``: a diverged run takes the worst final FD
+The declared handling (``report.model.analysis_values``: a diverged run takes the worst final FD
 observed) stays the primary analysis. Beside it, where a run of the claim's two arms diverged:
 
 - ``last_fd``: each diverged run at its last FD before divergence (``fd_last_before_divergence``;
@@ -10,14 +10,14 @@ observed) stays the primary analysis. Beside it, where a run of the claim's two 
   a log FD beyond every finished run's by more than their whole range, so its difference has the
   largest magnitude and the diverged arm's sign; the effect is the median difference.
 
-``report_claims`` turns each into a verdict with the primary's rules and family, and calls the
+``report.claims`` turns each into a verdict with the primary's rules and family, and calls the
 claim *fragile* where one of them differs from the primary's verdict.
 """
 import math
 
 import numpy as np
 
-from orchestrator import report_model as model
+from orchestrator.report import model
 from search_spaces.metrics import METRICS
 
 ANALYSES = (("last_fd", "last FD before divergence"), ("dropped", "seeds with a divergence dropped"),
@@ -42,7 +42,7 @@ def _arm(records, cell_of, arm, metric):
 
 
 def sensitivity(records, cell_of, arms, metric):
-    """{analysis: estimate} (``report_model.paired``'s keys, ``n`` seeds), or None where the metric is
+    """{analysis: estimate} (``report.model.paired``'s keys, ``n`` seeds), or None where the metric is
     not censored at the worst value or no run of the two arms diverged."""
     if METRICS[metric].censor != "worst" or METRICS[metric].kind != "log":
         return None

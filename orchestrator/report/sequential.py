@@ -1,7 +1,7 @@
 """Group-sequential claim studies: planned looks, error spending, and the decision at each look.
 
 A study declares its looks (seeds per arm at each: by default 5, 10, 15, 20) and a Lan-DeMets
-spending function. At each look the report's own claim test (``report_claims.evaluate_claims``: the
+spending function. At each look the report's own claim test (``report.claims.evaluate_claims``: the
 paired t over seeds on log final FD, diverged runs censored as the report does) runs on the seeds so
 far; a claim whose two-sided boundary is crossed, on either side, is decided and its alternative arm
 stops; the paper's arm runs while any claim is open. A claim still open at the last look is
@@ -164,7 +164,7 @@ def run_looks(records, factors, paper, label, claims, design, seed_order=None, f
     {claim: (stop look index or None, verdict, row at the stop)}. Runs of a decided claim's
     alternative beyond its stop, which a sequential study would not have trained, are never read.
     ``upto``: make only the first looks (a study still running); default all."""
-    from orchestrator.report_claims import evaluate_claims
+    from orchestrator.report.claims import evaluate_claims
 
     seeds = list(seed_order or sorted({str(r["seed"]) for r in records}, key=_seed_key))
     upto = len(design.looks) if upto is None else upto
@@ -221,9 +221,9 @@ def replay_folders(folders, design, claims="paper"):
     """``run_looks`` on report folders written before (a study's blocks, ``report --from``), the
     seeds in block order (the folders' order, each block's seeds in numeric order). Returns
     (history, outcomes, seed order, fixed design's trials)."""
-    from orchestrator.power import primary_claims
-    from orchestrator.report_data import claim_inputs
-    from orchestrator.report_folders import FolderRuns
+    from orchestrator.report.data import claim_inputs
+    from orchestrator.report.folders import FolderRuns
+    from orchestrator.report.power import primary_claims
 
     source = FolderRuns([str(f) for f in folders])
     claim_list = primary_claims(claims)
@@ -243,9 +243,9 @@ def simulate(space, noise, effect, studies, design, seed=0):
     {claim: verdict}, trials spent. The family is the design's tested claims."""
     import numpy as np
 
-    from orchestrator import power
-    from orchestrator.report_claims import DECISIVE, evaluate_claims
-    from orchestrator.report_data import canonical
+    from orchestrator.report import power
+    from orchestrator.report.claims import DECISIVE, evaluate_claims
+    from orchestrator.report.data import canonical
 
     factors, points, paper = d = power.design(space, design.looks[-1])
     claims = power.primary_claims()
@@ -285,3 +285,11 @@ def history_markdown(history, outcomes, design, trials, fixed):
         lines.append(f"| {c} | {at} | **{verdict}** | {e(row['effect'])} | [{e(row['rci_lo'])}, {e(row['rci_hi'])}] |")
     lines += ["", f"Trials: **{trials}** sequential against {fixed} for the fixed design ({trials / fixed:.0%})."]
     return "\n".join(lines)
+
+
+def parse_looks(text):
+    try:
+        return tuple(int(x) for x in str(text).split(","))
+    except ValueError:
+        raise UserError(f"sequential_looks={text!r} is not allowed: comma-separated whole seed counts, "
+                        "e.g. 5,10,15,20") from None

@@ -1,6 +1,6 @@
 """``dcgan-lab sweep --sequential``: a paired study run block after block on one store, each block
 the seeds up to the next planned look, stopping by itself once every claim is decided
-(``orchestrator.sequential`` has the rule).
+(``orchestrator.report.sequential`` has the rule).
 
 Block k is its own Tune experiment (``<sweep>-look<k>``) under the sweep's one MLflow parent run: its
 trials are the paper's cell and the alternatives of the claims still open, for the seeds between the
@@ -13,8 +13,7 @@ again) and goes on from there.
 import csv
 import io
 
-from orchestrator import sequential
-from orchestrator.replay import parse_looks
+from orchestrator.report import sequential
 from trainables.errors import UserError
 
 LOOKS_DIR = "sequential"   # the parent run's artifacts: looks.md, looks.csv
@@ -22,13 +21,13 @@ LOOKS_DIR = "sequential"   # the parent run's artifacts: looks.md, looks.csv
 
 def check_sequential(space, settings):
     """The design of a ``--sequential`` sweep and the claims it tests, checked before Ray starts."""
-    from orchestrator.power import primary_claims
+    from orchestrator.report.power import primary_claims
 
     if settings.search != "grid" or space.design != "one_at_a_time":
         raise UserError(f"--sequential: space={space.name!r} is not allowed: a paired design (search grid over a "
                         f"space with design: one_at_a_time, e.g. paper-claims-paired; this one: search "
                         f"{settings.search}, design {space.design or 'factorial'})")
-    design = sequential.design_from(parse_looks(settings.sequential_looks), settings.sequential_spending,
+    design = sequential.design_from(sequential.parse_looks(settings.sequential_looks), settings.sequential_spending,
                                     max_seeds=settings.seeds)
     claims = [c for c in primary_claims(settings.sequential_claims)
               if c.factor in space.params and c.alt in space.params[c.factor].values]
@@ -50,7 +49,7 @@ def block_points(space, settings, design, k, open_factors):
 
 def make_look(uri, parent, design, k, settings, claims):
     """(history, outcomes) of looks 1..k+1 from the parent's runs in the store."""
-    from orchestrator import report_data as data
+    from orchestrator.report import data
 
     runs, _, _ = data.find_runs(uri, sweep=parent)
     recs, factors, paper, label = data.claim_inputs(runs, claims, uri)
@@ -103,7 +102,7 @@ def expected_trials(space, settings, studies=200):
     simulated as ``dcgan-lab power`` does, its default spread), beside the fixed design's."""
     import math
 
-    from orchestrator import power
+    from orchestrator.report import power
 
     design, claims = check_sequential(space, settings)
     out = {"looks": list(design.looks), "spending": design.spending, "fixed_trials": design.looks[-1] * (1 + len(claims))}

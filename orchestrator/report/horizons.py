@@ -1,15 +1,15 @@
 """The claims read at earlier steps of the same runs: at 1/4, 1/2 and all of their horizon.
 
 Each run's record is rebuilt as it stood at the step, from the histories the record carries, and
-the claims are evaluated on those records by ``report_claims.evaluate_claims``: the same test,
+the claims are evaluated on those records by ``report.claims.evaluate_claims``: the same test,
 censoring and plateau rule at every step, no new statistics. The rows are the same runs read
 three times, not three replications: they describe how an effect develops with training, and the
 full-horizon verdict stays the verdict of record.
 """
 import math
 
-from orchestrator.report_claims import evaluate_claims, summary_row
-from orchestrator.report_data import steps_to
+from orchestrator.report.claims import evaluate_claims, summary_row
+from orchestrator.report.data import steps_to
 
 FRACTIONS = (("1/4", 0.25), ("1/2", 0.5), ("all", 1.0))
 
@@ -63,7 +63,7 @@ def at_step(record, step, threshold):
 
 
 def horizon_rows(claims, records, factors, paper_levels, label, threshold, stratum=""):
-    """Each claim's summary row (``report_claims.summary_row``) at every fraction of the records'
+    """Each claim's summary row (``report.claims.summary_row``) at every fraction of the records'
     horizon, claim by claim, with ``fraction``, ``step``, the arms' seeds, the runs censored as diverged at that step
     and the paper cell's plateau added. The arguments are ``evaluate_claims``'s, and the report's
     FD threshold; [] when no run says where it stopped."""

@@ -1,10 +1,10 @@
 """A report's tables: one row per cell (or per level of one factor), described, not tested.
 
-A *record* is one run as a dict (``report_data.records`` makes them): ``levels`` (factor -> level
+A *record* is one run as a dict (``report.data.records`` makes them): ``levels`` (factor -> level
 label), ``seed``, ``status``, ``final_step``, ``fd_key`` and ``history`` (metric -> [(step, value)]),
 and its final values in ``values`` (the keys of ``search_spaces.metrics.METRICS``). A missing or NaN value
 stays NaN: the run is still counted in ``n``, and every statistic says over how many finite values
-it was taken. The claims' inference is in ``report_claims``.
+it was taken. The claims' inference is in ``report.claims``.
 """
 import math
 from dataclasses import dataclass, field

@@ -1,4 +1,4 @@
-"""``dcgan-lab replay``: a finished study's runs fed to the sequential rule (``orchestrator.sequential``)
+"""``dcgan-lab replay``: a finished study's runs fed to the sequential rule (``orchestrator.report.sequential``)
 in their block order: the look at which each claim would have stopped, its verdict and repeated
 confidence interval, and the trials it would have cost against the fixed design's."""
 import csv
@@ -6,7 +6,7 @@ import io
 import json
 from pathlib import Path
 
-from orchestrator import sequential
+from orchestrator.report import sequential
 from trainables.atomic import write_atomic
 from trainables.errors import UserError
 
@@ -24,7 +24,7 @@ def add_subparser(subparsers):
 
 
 def cmd_replay(args):
-    looks = parse_looks(args.looks)
+    looks = sequential.parse_looks(args.looks)
     design = sequential.design_from(looks, args.spending)
     for f in args.folders:
         if not (Path(f) / "runs.csv").is_file():
@@ -50,9 +50,3 @@ def cmd_replay(args):
     return 0
 
 
-def parse_looks(text):
-    try:
-        return tuple(int(x) for x in str(text).split(","))
-    except ValueError:
-        raise UserError(f"sequential_looks={text!r} is not allowed: comma-separated whole seed counts, "
-                        "e.g. 5,10,15,20") from None

@@ -24,7 +24,7 @@ def check_run_id(run_id, key="run"):
 
 def generator_ids(args, uri):
     """The run ids of ``--generators`` (comma-separated) or of ``--sweep``'s finished runs."""
-    from orchestrator.report_data import find_runs
+    from orchestrator.report.data import find_runs
 
     if bool(args.generators) == bool(args.sweep):
         raise UserError(f"{args.experiment} needs --generators RUN_ID[,RUN_ID...] (or --run RUN_ID) or "

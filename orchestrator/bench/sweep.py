@@ -58,7 +58,7 @@ def breakdown(uri, t0, t_end, slots):
 
     # Driver: CLI start and imports, then its phases (data cache, Ray, evaluator, MLflow server,
     # parent run) before Tune; the summary and report after it.
-    from orchestrator.sweep_run import DRIVER_PHASES
+    from orchestrator.ray_run import DRIVER_PHASES
 
     driver = {"driver_before_tune": tuner_start - t0, "cli_start": float(tags["perf_driver_start"]) - t0,
               **{p: float(tags[f"perf_driver_{p}_s"]) for p in DRIVER_PHASES},
@@ -158,7 +158,7 @@ def print_sweep(s):
     print(f"\nsweep ({how}): {s['command']} ({s['trials']} trials, {s['slots']} at once), wall {s['wall_s']:.0f} s, "
           f"load average {s['load'][0]:.1f} at the end")
     d = s["driver_s"]
-    from orchestrator.sweep_run import DRIVER_PHASES
+    from orchestrator.ray_run import DRIVER_PHASES
 
     phases = ", ".join(f"{p} {d[p]:.1f}" for p in DRIVER_PHASES)
     print(f"  driver: {d['driver_before_tune']:.1f} s before Tune: CLI start and imports {d['cli_start']:.1f}, "

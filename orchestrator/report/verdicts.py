@@ -1,14 +1,14 @@
 """A report's claims as text: the primary table with its family (Holm), the average effects, the
 secondaries, the plateau of both cells, the divergence sensitivity, in Markdown, LaTeX and CSV; the
-verdict lines, the horizons and the method paragraph. The numbers come from ``report_claims``."""
+verdict lines, the horizons and the method paragraph. The numbers come from ``report.claims``."""
 import csv
 import io
 import math
 
-from orchestrator.report_claims import MIN_SEEDS
-from orchestrator.report_divergence import ANALYSES
-from orchestrator.report_model import PLATEAU_MIN_STEPS
-from orchestrator.report_render import fmt, tex
+from orchestrator.report.claims import MIN_SEEDS
+from orchestrator.report.divergence import ANALYSES
+from orchestrator.report.model import PLATEAU_MIN_STEPS
+from orchestrator.report.render import fmt, tex
 
 
 def _ratio(x, lo, hi, scale):
@@ -110,7 +110,7 @@ def verdict_lines(results):
 
 
 def horizons_markdown(rows):
-    """The claims' primary effects at 1/4, 1/2 and all of the runs' horizon (``report_horizons``),
+    """The claims' primary effects at 1/4, 1/2 and all of the runs' horizon (``report.horizons``),
     said to be one set of runs read at three steps, and where a point estimate changes side."""
     if not rows:
         return "No claim is tested by these runs, or no run says at which step it stopped."

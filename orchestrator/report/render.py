@@ -1,13 +1,13 @@
 """A report's tables as Markdown, CSV, LaTeX (booktabs), and one self-contained HTML page; the claims' text is
-in ``report_verdicts``."""
+in ``report.verdicts``."""
 import base64
 import csv
 import html
 import io
 import math
 
-from orchestrator.report_data import DESCRIBED, SCALE_PARAMS
-from orchestrator.report_stats import COLUMNS, RATES
+from orchestrator.report.data import DESCRIBED, SCALE_PARAMS
+from orchestrator.report.stats import COLUMNS, RATES
 
 PAPER_MARK = "†"
 

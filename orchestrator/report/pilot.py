@@ -1,11 +1,12 @@
-"""``dcgan-lab pilot``: where does FD stop falling? The plateau at a ladder of horizons.
+"""Where does FD stop falling? The plateau at a ladder of horizons (``dcgan-lab pilot``,
+``orchestrator/pilot_cmd.py``).
 
 For each cell of a sweep (the ``pilot`` preset: the paper's cell and lr 1e-3 run long, one seed),
-every run is read as it stood at each horizon H (``report_horizons.at_step``) and the slope of log
-FD over the last quarter of the first H steps is fitted by ``report_model.plateau`` with
+every run is read as it stood at each horizon H (``report.horizons.at_step``) and the slope of log
+FD over the last quarter of the first H steps is fitted by ``report.model.plateau`` with
 ``pooled=True`` (one formula OLS, one intercept per run: with one run per cell the evaluations are
 the unit; the report's own test takes the run as the unit and needs 2 runs). *Flat*: the report's
-equivalence test (``report_model.equivalence``, the one helper both use), the slope's 90 % interval
+equivalence test (``report.model.equivalence``, the one helper both use), the slope's 90 % interval
 inside +-MARGIN per 1,000 steps (two one-sided tests at 5 %), which few or noisy points cannot pass.
 
 A cell's *plateau step* is the first horizon from which it is flat at every later horizon
@@ -22,38 +23,9 @@ from trainables.errors import UserError
 MARGIN = 0.2   # log FD per 1,000 steps: about half of log(1.5), the effect the study is powered for
 
 
-def add_subparser(subparsers):
-    p = subparsers.add_parser("pilot", help="the plateau test at a ladder of horizons, per cell of a sweep")
-    p.add_argument("--sweep", required=True, help="the parent run id of the pilot sweep")
-    p.add_argument("--out", default="", help="output folder (default: ./reports/pilot-<sweep id>)")
-    p.add_argument("--every", type=int, default=400, help="horizon ladder step, in training steps (default 400)")
-    p.add_argument("--mlflow-uri", default="", help="tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
-    p.set_defaults(func=cmd_pilot)
-
-
-def cmd_pilot(args):
-    from orchestrator import report_data as data
-    from orchestrator import tracking
-    from orchestrator.report import default_out
-
-    if args.every < 1:
-        raise UserError(f"every={args.every} is not allowed: an integer >= 1 (training steps)")
-    uri = tracking.tracking_uri(args.mlflow_uri)
-    if not uri.startswith("sqlite:///"):
-        tracking.check_reachable(uri)
-    runs, _, label = data.find_runs(uri, sweep=args.sweep)
-    factors = data.choose_factors(runs, None, ())
-    recs, _ = data.records(uri, runs, factors)
-    out = Path(args.out) if args.out else default_out(f"pilot-{args.sweep}")
-    result = write_pilot(recs, factors, label, args.every, out)
-    print(result["md"])
-    print(f"\npilot written to {out}/ (pilot.md, pilot.json, fd_curves.png)")
-    return 0
-
-
 def ladder(records, every):
     """Horizons every ``every`` steps up to the records' horizon (the horizon itself included)."""
-    from orchestrator.report_horizons import horizon
+    from orchestrator.report.horizons import horizon
 
     full = horizon(records)
     if not math.isfinite(full):
@@ -64,8 +36,8 @@ def ladder(records, every):
 
 def plateau_ladder(records, steps):
     """[(horizon, plateau result)] for one cell's records, each read as it stood at the horizon."""
-    from orchestrator.report_horizons import at_step
-    from orchestrator.report_model import plateau
+    from orchestrator.report.horizons import at_step
+    from orchestrator.report.model import plateau
 
     return [(h, plateau([at_step(r, h, math.nan) for r in records], MARGIN, pooled=True)) for h in steps]
 
@@ -73,7 +45,7 @@ def plateau_ladder(records, steps):
 def flat(pl, margin=MARGIN):
     """Is FD shown flat at this horizon? The report's equivalence test (TOST at 5 %) on the fitted
     slope, at ``margin`` per 1,000 steps: few or noisy points cannot pass it, their interval is wide."""
-    from orchestrator.report_model import equivalence
+    from orchestrator.report.model import equivalence
 
     return pl["testable"] and equivalence(pl["slope"], pl["se"], pl["df"], margin)["equivalent"]
 
@@ -106,8 +78,8 @@ def cells_of(records, factors):
 
 def write_pilot(records, factors, label, every, out):
     """Per cell: the ladder, the plateau step, the FD at the last horizon; written to ``out``."""
-    from orchestrator import report_figures as figures
-    from orchestrator.report import json_ready
+    from orchestrator.report import figures
+    from orchestrator.report.build import json_ready
     from trainables.atomic import write_atomic
 
     steps = ladder(records, every)
