@@ -10,6 +10,7 @@ from trainables.errors import UserError
 COMMAND_MODULES = [
     "orchestrator.train",       # train, sample
     "orchestrator.sweep_cmd",   # sweep
+    "orchestrator.search_cmd",  # search-study
     "orchestrator.evaluate",    # evaluate
     "orchestrator.latent_cmd",  # latent walk|sheet|arithmetic|turn|forget|neighbours|represent, represent
     "orchestrator.report_cmd",  # report

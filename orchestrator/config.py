@@ -28,9 +28,17 @@ def _read_preset(name):
     return data
 
 
+SECTIONS = ("sweep", "search_study")   # a preset's sections that are not config keys
+
+
 def load_preset(name):
-    """The preset's config overrides (every key but ``sweep``), checked later against the config."""
-    return {k: v for k, v in _read_preset(name).items() if k != "sweep"}
+    """The preset's config overrides (every key but its SECTIONS), checked later against the config."""
+    return {k: v for k, v in _read_preset(name).items() if k not in SECTIONS}
+
+
+def preset_section(name, section):
+    """A preset's ``section`` mapping (one of SECTIONS; {} when it has none)."""
+    return _read_preset(name).get(section) or {}
 
 
 SEARCH_MODES = ("tpe", "grid", "random")

@@ -117,6 +117,15 @@ CASES = [
      "paper-claims", None, {}),
     ("sweep-zero-seeds", ["sweep", "--preset", "smoke", "--seeds", "0"], "seeds=0", None, {}),
     ("sweep-unreachable-ray", ["sweep", "--preset", "smoke"], "RAY_ADDRESS", None, {"RAY_ADDRESS": "127.0.0.1:1"}),
+    # search-study: the protocol's rules, before anything starts
+    ("search-study-top-k-over-budget", ["search-study", "--preset", "search-study-smoke", "--top-k", "6"],
+     "--top-k=6", None, {}),
+    ("search-study-budget-below-startup", ["search-study", "--preset", "search-study-smoke", "--budget", "5",
+                                           "--startup-trials", "10"], "--budget=5", None, {}),
+    ("search-study-unknown-objective", ["search-study", "--preset", "search-study-smoke", "--objectives",
+                                        "fd,sharpness"], "--objectives='fd,sharpness'", None, {}),
+    ("search-study-resume-nothing", ["search-study", "--resume", "search-study-9"], "--resume='search-study-9'",
+     None, {}),
     # evaluate, sample, ui
     ("evaluate-unknown-run", ["evaluate", "--run", UNKNOWN_RUN], UNKNOWN_RUN, _store, {}),
     ("evaluate-no-store", ["evaluate", "--run", UNKNOWN_RUN], "no tracking store", None, {}),

@@ -123,8 +123,9 @@ def tracking_for_sweep(store_uri, d):
         raise
 
 
-def run_tuner(d, base, space, settings, points, parent, uri, resume, name=None):
-    """Tune's run of ``points`` (or the search) as experiment ``name`` (default: the sweep's)."""
+def run_tuner(d, base, space, settings, points, parent, uri, resume, name=None, search=None, tags=None):
+    """Tune's run of ``points`` (or the search) as experiment ``name`` (default: the sweep's); ``search``:
+    the caller's own (search_alg, param_space, num_samples), ``tags``: the trial runs' extra tags."""
     import time
 
     import ray
@@ -134,14 +135,14 @@ def run_tuner(d, base, space, settings, points, parent, uri, resume, name=None):
     plan = plan_trials(base, space, in_trial, ray.nodes())
     trainable = tune.with_resources(
         tune.with_parameters(trial_driver, base_cfg=base.to_dict(), parent_run_id=parent, uri=uri,
-                             tags=run_tags(), in_trial=in_trial),
+                             tags={**run_tags(), **(tags or {})}, in_trial=in_trial),
         plan.resources)
     storage = tune_storage(base.storage_path)  # absolute already (run_sweep)
     name = name or d.name
     if resume:
         tuner = tune.Tuner.restore(f"{storage}/{name}", trainable=trainable, resume_errored=True)
     else:
-        search_alg, param_space, num_samples = search_setup(space, settings, points, base, d)
+        search_alg, param_space, num_samples = search or search_setup(space, settings, points, base, d)
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
