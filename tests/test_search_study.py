@@ -57,8 +57,9 @@ def test_experiments_run_the_main_search_then_stage2_then_the_budget_curve():
     ({"budget": 6, "top_k": 6}, "--top-k"),
     ({"budget": 8, "startup_trials": 10}, "--budget"),
     ({"budget": 48, "curve_budget": 5}, "--curve-budget"),
-    ({"objectives": "fd,fd_volatility"}, "--objectives"),
     ({"objectives": "sharpness"}, "--objectives"),
+    ({"objectives": "loss_oscillation,fd"}, "--objectives"),
+    ({"objectives": "fd,diverged"}, "--objectives"),
 ])
 def test_bad_settings_name_their_flag(values, key):
     with pytest.raises(UserError) as err:
@@ -66,9 +67,38 @@ def test_bad_settings_name_their_flag(values, key):
     assert str(err.value).startswith(key), err.value
 
 
+def test_two_objectives_are_fd_and_an_end_of_run_metric():
+    assert study.objective_names(study.load_study_settings({}, {"objectives": "fd, fd_volatility"})) == \
+        ["fd", "fd_volatility"]
+
+
 def test_random_search_alone_has_no_startup_rule():
     s = study.load_study_settings({}, {"sampler": "random", "budget": 5, "top_k": 3, "curve_searches": 0})
     assert s.budget == 5
+
+
+def test_a_two_objective_search_tells_optuna_each_runs_end_of_run_metric(tmp_path):
+    """Real Optuna and a real MLflow store, through OptunaSearch's own searcher calls: the second
+    objective (logged once, at a run's end) is read from the trial's run; a NaN one is pruned."""
+    from optuna.trial import TrialState
+
+    from orchestrator.search.searcher import make_searcher
+    from search_spaces.loader import load_space
+    from trainables import store
+
+    uri = "sqlite:///" + str(tmp_path / "mlflow.db")
+    s = study.load_study_settings({}, {"budget": 12, "objectives": "fd,loss_oscillation", "curve_searches": 0})
+    parent = store.start_run(uri, "t", "study", {}, {})
+    alg, _, n = make_searcher("tpe", 0, s.budget, load_space("lr-beta1-bn"), s, "study-s1-tpe-0", uri, parent)
+    assert n == 12 and alg.suggest("a") == {"lr": 2e-4, "beta1": 0.5, "bn_placement": "paper"}   # the paper's first
+    alg.suggest("b")
+    for trial_id, fd, oscillation in (("a", 50.0, 0.3), ("b", 40.0, math.nan)):
+        run = store.start_run(uri, "t", trial_id, {}, {"trial_id": trial_id}, parent)
+        store.client(uri).log_metric(run, "loss_oscillation", oscillation)
+        alg.on_trial_complete(trial_id, {"fd": fd, "step": 12})
+    a, b = alg._ot_study.trials
+    assert a.state == TrialState.COMPLETE and a.values == [50.0, 0.3]
+    assert b.state == TrialState.PRUNED   # no finite loss_oscillation: not a point on either objective
 
 
 ARGS = ["search-study", "--preset", "search-study-smoke"]

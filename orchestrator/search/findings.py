@@ -12,7 +12,7 @@ fresh-seed runs (their FD histories), each against the paper's configuration rea
 import math
 from pathlib import Path
 
-from orchestrator.search.settings import STAGE2, experiments
+from orchestrator.search.settings import STAGE2, experiments, objective_names
 from orchestrator.search.table import NO_FD, PAPER, STAGE_TAG, config_id, study_runs, trials_table
 from trainables import store
 from trainables.atomic import write_atomic
@@ -195,7 +195,9 @@ def analysis_sections(df, out, s):
     if len(rows) < MIN_ANALYSED:
         return [f"## Analysis\n\nNot yet: {len(rows)} stage-1 trials have finished; it needs {MIN_ANALYSED}."], None
     try:
-        result = write_analysis(rows, out / "analysis", resamples=s.resamples)
+        names = objective_names(s)
+        pareto = {"objectives": ("log_fd", names[1])} if len(names) > 1 else {}
+        result = write_analysis(rows, out / "analysis", resamples=s.resamples, **pareto)
     except Exception as err:  # noqa: BLE001 - a partial study's report must still be written; say why it is not
         return [f"## Analysis\n\nNot computed on these {len(rows)} trials: {type(err).__name__}: {err}"], None
     figures = ", ".join(f"[{p.name}](analysis/{p.name})" for k, p in result["paths"].items() if p.suffix == ".png")

@@ -23,23 +23,6 @@ from orchestrator.search.settings import STAGE2, experiments
 from orchestrator.search.table import ORPHAN, SAMPLER_TAG, SEARCH_SEED_TAG, STAGE_TAG
 
 
-def make_searcher(sampler, seed, budget, space, s, d, tag):
-    """(search_alg, param_space, num_samples) for one stage-1 search: OptunaSearch with the sampler
-    seeded by ``seed``. Its Optuna study is in memory, saved with Tune's experiment state: a restored
-    experiment's searcher then stands exactly where Tune's trials do (an RDB study outlives the
-    snapshot, and a trial finished after it could not be reported again)."""
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    from search_spaces.loader import paper_defaults, to_optuna
-
-    chosen = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.startup_trials) if sampler == "tpe"
-              else optuna.samplers.RandomSampler(seed=seed))
-    alg = OptunaSearch(space=to_optuna(space), metric=study.OBJECTIVE, mode="min", sampler=chosen,
-                       study_name=f"{Path(d).name}-{tag}", points_to_evaluate=[paper_defaults(space)])
-    return alg, None, budget
-
-
 def stage2_points(plan):
     """Stage 2's trials: every configuration on every fresh seed, seed outermost (a partial stage 2
     holds whole seeds: each comparison stays paired)."""
@@ -67,6 +50,7 @@ def run_study(d, base, space, s, resume, new_state=None):
 
     from orchestrator.ray_run import prepare_ray_run, run_tags
     from orchestrator.search.findings import write_report
+    from orchestrator.search.searcher import make_searcher
     from orchestrator.sweep.plan import plan_trials, tune_storage
     from orchestrator.sweep.run import run_tuner, tracking_for_sweep, trains_in_trial
     from trainables import run_note, store
@@ -107,7 +91,8 @@ def run_study(d, base, space, s, resume, new_state=None):
                 results = run_tuner(d, base, space, _sweep_settings(), None, parent, uri, again, name=name,
                                     search=search, tags=tags)
             else:
-                search = None if again else make_searcher(sampler, seed, budget, space, s, d, tag)
+                search = None if again else make_searcher(sampler, seed, budget, space, s, f"{d.name}-{tag}",
+                                                          run.uri, parent)
                 results = run_tuner(d, stage1, space, _sweep_settings(), None, parent, uri, again, name=name,
                                     search=search, tags=tags)
             set_aside_orphans(uri, parent, tags, {Path(r.path).name.removeprefix("trial-") for r in results})

@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from search_spaces.metrics import METRICS
 from trainables.atomic import write_atomic
 from trainables.config import coerce_field, setting
 from trainables.errors import UserError, bad_value
@@ -25,7 +26,9 @@ class StudySettings:
     fresh_seeds: int = setting(5, "stage-2 seeds per configuration, none used in stage 1", min=3)
     curve_searches: int = setting(3, "searches per sampler for the expected-best curve (0: none)", min=0)
     curve_budget: int = setting(0, "trials of each budget-curve search (0: the budget)", min=0)
-    objectives: str = setting(OBJECTIVE, "what the search minimises (comma-separated); fd: the run's FD")
+    objectives: str = setting(OBJECTIVE, "what the search minimises, comma-separated: fd (the run's FD) first, then "
+                                         "run metrics logged at its end (e.g. fd,loss_oscillation: Optuna's "
+                                         "multi-objective search)")
     resamples: int = setting(200, "bootstrap resamples of the analysis's intervals (importance, budget curve)", min=0)
 
     def to_dict(self):
@@ -33,6 +36,9 @@ class StudySettings:
 
 
 STUDY_FIELDS = {f.name: f for f in fields(StudySettings)}
+# What a multi-objective search may minimise beside FD: the metrics a run logs once, at its end, that are
+# quantities (not 0/1 flags); steps_to_fd is the report's, not the run's.
+RUN_OBJECTIVES = tuple(k for k, m in METRICS.items() if m.kind != "binary" and k != "steps_to_fd")
 
 
 def flag(key):
@@ -59,23 +65,24 @@ def load_study_settings(preset_section, flags):
 def check(s):
     """The rules between settings: each failure names the flag."""
     if s.top_k > s.budget - 1:
-        raise bad_value(flag("top_k"), s.top_k, f"<= {s.budget - 1}: stage 1 has {s.budget} trials, one of them "
-                                                "the paper's point, and stage 2 takes the k best of the others")
+        raise bad_value(flag("top_k"), s.top_k, f"<= {s.budget - 1}: fewer than the {s.budget} stage-1 trials "
+                                                f"({flag('budget')}), whose best k stage 2 re-runs")
     for key, budget in (("budget", s.budget), ("curve_budget", s.curve_budget or s.budget)):
         if "tpe" in searched_samplers(s) and budget < s.startup_trials:
             raise bad_value(flag(key), budget, f">= {s.startup_trials}, the TPE sampler's start-up trials "
                                                f"({flag('startup_trials')}): a smaller budget is random search")
-    known = (OBJECTIVE,)
-    for name in s.objectives.split(","):
-        if name.strip() not in known:
-            from search_spaces.metrics import METRICS
+    names = objective_names(s)
+    known = (OBJECTIVE, *RUN_OBJECTIVES)
+    for name in names:
+        if name not in known:
+            raise bad_value(flag("objectives"), s.objectives, f"{OBJECTIVE} first, then any of {', '.join(RUN_OBJECTIVES)} "
+                                                              f"(metrics each run logs at its end); no run logs {name!r}")
+    if names[0] != OBJECTIVE or len(set(names)) != len(names):
+        raise bad_value(flag("objectives"), s.objectives, f"{OBJECTIVE} first (stage 2 ranks by it), each name once")
 
-            logged = name.strip() in METRICS
-            why = ("logged once at a run's end, which the search does not see" if logged
-                   else "no run logs it")
-            raise bad_value(flag("objectives"), s.objectives,
-                            f"{', '.join(known)} (the metric each trial reports to the search); {name.strip()!r}: "
-                            f"{why}; known run metrics: {', '.join(METRICS)}")
+
+def objective_names(s):
+    return [name.strip() for name in s.objectives.split(",")]
 
 
 def searched_samplers(s):

@@ -5,16 +5,17 @@ Each trial run carries the tags the study gave its Tune experiment: ``search_sta
 ``search_sampler`` and ``search_seed`` (the search it belongs to)."""
 import math
 
+from orchestrator.search.settings import RUN_OBJECTIVES
 from trainables import store
 
 STAGE_TAG, SAMPLER_TAG, SEARCH_SEED_TAG = "search_stage", "search_sampler", "search_seed"
 NO_FD = "no_fd"   # status of a run that finished without a final FD (its final metrics were lost)
 ORPHAN = "search_orphan"   # a trial run its restored Tune experiment does not hold (protocol.set_aside_orphans)
 PAPER = {"lr": 2e-4, "beta1": 0.5, "bn_placement": "paper"}   # the config's defaults (trainables/config.py)
+END_METRICS = tuple(k for k in RUN_OBJECTIVES if k != "fd_final")   # a run's end-of-run metrics, as columns
 COLUMNS = ("stage", "sampler", "search_seed", "trial", "run_id", "config", "lr", "beta1", "bn_placement", "seed",
            "steps", "fd", "log_fd", "diverged", "is_paper", "status", "horizon", "fd_last_before_divergence",
-           "fd_volatility", "sample_oscillation", "loss_oscillation")
-STABILITY = ("fd_volatility", "sample_oscillation", "loss_oscillation")
+           *END_METRICS)
 
 
 def config_id(lr, beta1, bn_placement):
@@ -74,7 +75,7 @@ def trials_table(runs):
                      "is_paper": is_paper(p["lr"], p["beta1"], p["bn_placement"]), "status": status,
                      "horizon": _number(p.get("max_steps")),
                      "fd_last_before_divergence": values["fd_last_before_divergence"],
-                     **{k: values.get(k, math.nan) for k in STABILITY}})
+                     **{k: values.get(k, math.nan) for k in END_METRICS}})
     if not rows:
         return pd.DataFrame(columns=list(COLUMNS))
     df = pd.DataFrame(rows).sort_values(["stage", "sampler", "search_seed", "end"], kind="stable")
