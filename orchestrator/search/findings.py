@@ -12,7 +12,7 @@ fresh-seed runs (their FD histories), each against the paper's configuration rea
 import math
 from pathlib import Path
 
-from orchestrator.search.settings import STAGE2, experiments, objective_names
+from orchestrator.search.settings import STAGE2, experiments, main_search, objective_names
 from orchestrator.search.table import NO_FD, PAPER, STAGE_TAG, config_id, study_runs, trials_table
 from trainables import store
 from trainables.atomic import write_atomic
@@ -26,6 +26,7 @@ def write_report(uri, parent, out, s, state, log_to_parent=False):
     """Write the report folder ``out`` from the runs under ``parent``; returns the report's Markdown."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    state = {**state, "max_steps": store.client(uri).get_run(parent).data.params.get("max_steps")}
     runs, running = study_runs(uri, parent)
     df = trials_table(runs)
     df.to_csv(out / RUNS_FILE, index=False)
@@ -71,8 +72,9 @@ def status_md(df, s, state, running):
                    "is from the trials finished so far." if partial else "All experiments are done.")
               + (f" {running} trial run(s) still running are left out." if running else "")]
     horizons = sorted({int(h) for h in df.horizon.dropna()}) if len(df) else []
-    lines += ["", f"Horizons: stage 1 trains each trial for {s.stage1_steps or 'the config’s max_steps'} steps, "
-                  f"stage 2 for the config's max_steps (steps seen in the runs: {', '.join(map(str, horizons)) or '–'}). "
+    stage2_steps = state.get("max_steps", "the config's max_steps")
+    lines += ["", f"Horizons: stage 1 trains each trial for {s.stage1_steps or stage2_steps} steps, stage 2 for "
+                  f"{stage2_steps} (horizons of the runs so far: {', '.join(map(str, horizons)) or '–'}). "
                   f"Stage-1 training seeds: {sorted(set(df[df.stage == 1].seed)) or '–'}; stage-2 seeds: "
                   f"{plan['seeds'] if plan else '– (not planned yet)'}."]
     return "\n".join(lines)
@@ -191,7 +193,8 @@ def analysis_sections(df, out, s):
     front) into ``out/analysis/``; (sections, its result dict or None)."""
     from orchestrator.search.analysis import write_analysis
 
-    rows = df[(df.stage == 1) & df.status.isin(["finished", "diverged"])]
+    rows = df[(df.stage == 1) & df.status.isin(["finished", "diverged"])].assign(
+        in_curve=lambda t: t.trial < (s.curve_budget or s.budget))   # the budget curve's trials: the same number per search
     if len(rows) < MIN_ANALYSED:
         return [f"## Analysis\n\nNot yet: {len(rows)} stage-1 trials have finished; it needs {MIN_ANALYSED}."], None
     try:
@@ -213,7 +216,7 @@ def found_paragraph(df, s, results, curse, state, analysis=None):
     paper = t[t.is_paper]
     best = ok.iloc[0] if len(ok) else None
     parts = [f"Search study ({s.sampler}, {len(t)} of {s.budget} stage-1 trials"
-             f"{'' if 's1-' + s.sampler + '-' + str(s.search_seed) in state.get('done', []) else ', partial'}): "
+             f"{'' if main_search(s) in state.get('done', []) else ', partial'}): "
              f"{int(t.diverged.sum())} diverged."]
     if best is not None:
         parts.append(f"Best stage-1 configuration {best.config} (final FD {best.fd:.4g}).")
