@@ -4,7 +4,8 @@ import io
 import math
 
 
-def _plt():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no display needed)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -12,10 +13,11 @@ def _plt():
     return plt
 
 
-def _png(fig):
+def png_bytes(fig):
+    """The figure as PNG bytes; the figure is closed."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    _plt().close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
@@ -62,7 +64,7 @@ def curve_histories(members, key):
 def curve_figure(cells, key, title, ylabel, log=False):
     """One line per cell: the mean over its runs, with a min-max band over seeds; an x marks the last
     point of a run that diverged (after it, the line and band are those of the cell's other runs)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     drawn = 0
     for levels, members in cells:
@@ -85,13 +87,13 @@ def curve_figure(cells, key, title, ylabel, log=False):
         ax.set_yscale("log")
     if drawn:
         ax.legend(fontsize=6, loc="best")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def seed_points_figure(cells):
     """Final FD of every run, one column per cell, one point per seed (log scale); a diverged run
     is drawn as an x at the top: it has no final FD and ranks below every finished run."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(cells) + 2), 4))
     finals = [r["values"]["fd_final"] for _, members in cells for r in members
               if math.isfinite(r["values"].get("fd_final", math.nan))]
@@ -111,12 +113,12 @@ def seed_points_figure(cells):
     _plain_ticks(ax.yaxis)
     ax.set_ylabel("final FD (log scale)")
     ax.set_title("final FD per cell, one point per seed (x: diverged)")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def scatter_figure(records, factor, color_by):
     """Final FD against a continuous factor, one colour per level of ``color_by`` (TPE sweeps)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     groups = {}
     for r in records:
@@ -133,19 +135,19 @@ def scatter_figure(records, factor, color_by):
     ax.set_ylabel("final FD")
     ax.set_title(f"final FD against {factor}")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def forest_figure(summary):
     """One row per claim: its primary effect and 95 % interval, with the null line. Log-scale
     primaries are drawn as ratios alt/paper on a log axis (null at 1)."""
-    plt = _plt()
+    plt = pyplot()
     rows = list(reversed(summary))
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.4))
     if not rows:
         ax.text(0.5, 0.5, "no claim is tested by these runs", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
-        return _png(fig)
+        return png_bytes(fig)
     ratio = all(math.isfinite(r["ratio"]) or not math.isfinite(r["effect"]) for r in rows) and \
         any(math.isfinite(r["ratio"]) for r in rows)
     for y, r in enumerate(rows):
@@ -165,4 +167,4 @@ def forest_figure(summary):
                         for r in rows], fontsize=7)
     ax.set_xlabel("FD ratio alt / paper (geometric means; log axis)" if ratio else "effect alt − paper")
     ax.set_title("primary effect per claim, 95 % t interval (diamond: no interval)", fontsize=9)
-    return _png(fig)
+    return png_bytes(fig)

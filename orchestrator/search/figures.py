@@ -1,10 +1,9 @@
 """The search study's figures (matplotlib, Agg), each returned as PNG bytes: importances with their
 intervals, partial dependence, the landscape of log FD over lr x beta1 per BN placement, best FD against
 the number of trials, and the two-objective Pareto front."""
-import io
-
 import numpy as np
 
+from orchestrator.report.figures import png_bytes, pyplot
 from orchestrator.search.landscape import best_trial
 
 SAMPLER_COLOURS = {"tpe": "C0", "random": "C1"}
@@ -12,24 +11,9 @@ BN_COLOURS = {"paper": "C0", "all": "C2", "none": "C3"}
 EVALUATOR_NAMES = {"fanova": "fANOVA", "ped_anova": "PED-ANOVA (top 10 % of trials)"}
 
 
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig):
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    _plt().close(fig)
-    return buf.getvalue()
-
-
 def importance_figure(table):
     """One panel per evaluator: a bar per parameter and handling, its bootstrap interval as an error bar."""
-    plt = _plt()
+    plt = pyplot()
     evaluators = list(dict.fromkeys(table["evaluator"]))
     handlings = list(dict.fromkeys(table["handling"]))
     params = list(dict.fromkeys(table["parameter"]))
@@ -52,13 +36,13 @@ def importance_figure(table):
     level = table.attrs.get("level", 0.95)
     fig.suptitle(f"Importance for log final FD, {level:.0%} percentile bootstrap intervals over trials",
                  fontsize=10, y=1.02)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def partial_dependence_figure(pd_table):
     """Two panels (lr, beta1): the surrogate's partial dependence of log FD, one line per BN placement,
     with the 10-90 % spread over the forest's trees."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
     for ax, param in zip(axes, ("lr", "beta1")):
         for bn, part in pd_table[pd_table["parameter"] == param].groupby("bn_placement", sort=False):
@@ -74,14 +58,14 @@ def partial_dependence_figure(pd_table):
     r2 = pd_table["surrogate_oob_r2"].iloc[0]
     fig.suptitle(f"Random-forest surrogate (out-of-bag R$^2$ {r2:.2f}), diverged "
                  f"{pd_table['handling'].iloc[0]}; band: 10-90 % over trees", fontsize=10)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def landscape_figure(trials, paper, choices=("paper", "all", "none"), lr_range=(1e-5, 1e-2), beta1_range=(0, 0.95)):
     """One panel per BN placement: each trial at (lr, beta1) coloured by its log FD (one colour scale for
     all panels), a diverged trial as a black x, the paper's point as a star (filled in its own BN panel,
     hollow at the same lr and beta1 in the others) and the best trial ringed."""
-    plt = _plt()
+    plt = pyplot()
     finished = np.isfinite(trials["log_fd"].astype(float)) & ~trials["diverged"].astype(bool)
     log_fd = trials.loc[finished, "log_fd"].astype(float)
     vmin, vmax = (log_fd.min(), log_fd.max()) if len(log_fd) else (0.0, 1.0)
@@ -112,7 +96,7 @@ def landscape_figure(trials, paper, choices=("paper", "all", "none"), lr_range=(
     fig.legend(handles=_landscape_legend(plt, paper, best), loc="lower center", ncol=5, fontsize=8,
                bbox_to_anchor=(0.45, -0.08), frameon=False)
     fig.colorbar(points, ax=list(axes), label="log FD", fraction=0.03, pad=0.01)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _landscape_legend(plt, paper, best):
@@ -138,7 +122,7 @@ def budget_figure(expected, so_far, saved=()):
     """Two panels: Dodge et al.'s expected best FD against n (pooled over search seeds; band: the
     percentile bootstrap over the pool) and the best so far, the mean over search seeds with its t
     interval; one colour per sampler. ``saved`` (from budget.trials_saved) goes under the title."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     pooled = expected[expected["search_seed"] == -1] if "search_seed" in expected else expected
     for sampler, part in pooled.groupby("sampler"):
@@ -164,13 +148,13 @@ def budget_figure(expected, so_far, saved=()):
         ax.legend(fontsize=8)
     if saved:
         fig.suptitle("\n".join(s["sentence"] for s in saved), fontsize=9, y=1.08)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def pareto_figure(front, objectives):
     """The trials on the two objectives (colour: BN placement), the non-dominated ones ringed and joined
     by the front's staircase; the paper's configuration (rows with is_paper) as a red star."""
-    plt = _plt()
+    plt = pyplot()
     x, y = objectives
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for bn, part in front.groupby("bn_placement", sort=False):
@@ -187,5 +171,5 @@ def pareto_figure(front, objectives):
     ax.set_ylabel(f"{y} (lower is better)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png_bytes(fig)
 
