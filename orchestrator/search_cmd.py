@@ -29,9 +29,14 @@ def resolve(args):
     from orchestrator.config import parse_overrides, preset_section, resolve_config
     from search_spaces.loader import load_space, paper_defaults, to_optuna
     from trainables.config import config_from_dict
-    from trainables.errors import bad_value
+    from trainables.errors import UserError, bad_value
 
     if args.resume:
+        given = [study.flag(k) for k in study.STUDY_FIELDS if getattr(args, k) is not None] + \
+            ["--set"] * bool(args.overrides)
+        if given:
+            raise UserError(f"{given[0]} with --resume is not allowed: a resumed study keeps the settings it was "
+                            f"started with (search_studies/{args.resume}/{study.STUDY_FILE})")
         state = study.read_study(study.study_dir(None, args.resume))
         preset, overrides, s = state["preset"], state["overrides"], study.settings_from(state)
     else:

@@ -126,6 +126,8 @@ CASES = [
                                         "fd,sharpness"], "--objectives='fd,sharpness'", None, {}),
     ("search-study-resume-nothing", ["search-study", "--resume", "search-study-9"], "--resume='search-study-9'",
      None, {}),
+    ("search-study-resume-new-settings", ["search-study", "--resume", "search-study-1", "--budget", "60"],
+     "--budget with --resume", None, {}),
     # evaluate, sample, ui
     ("evaluate-unknown-run", ["evaluate", "--run", UNKNOWN_RUN], UNKNOWN_RUN, _store, {}),
     ("evaluate-no-store", ["evaluate", "--run", UNKNOWN_RUN], "no tracking store", None, {}),
