@@ -200,7 +200,7 @@ def analysis_sections(df, out, s):
     try:
         names = objective_names(s)
         pareto = {"objectives": ("log_fd", names[1])} if len(names) > 1 else {}
-        result = write_analysis(rows, out / "analysis", resamples=s.resamples, **pareto)
+        result = write_analysis(rows, out / "analysis", resamples=s.resamples, space=s.space, **pareto)
     except Exception as err:  # noqa: BLE001 - a partial study's report must still be written; say why it is not
         return [f"## Analysis\n\nNot computed on these {len(rows)} trials: {type(err).__name__}: {err}"], None
     figures = ", ".join(f"[{p.name}](analysis/{p.name})" for k, p in result["paths"].items() if p.suffix == ".png")
