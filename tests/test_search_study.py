@@ -101,6 +101,23 @@ def test_a_two_objective_search_tells_optuna_each_runs_end_of_run_metric(tmp_pat
     assert b.state == TrialState.PRUNED   # no finite loss_oscillation: not a point on either objective
 
 
+def test_a_diverged_trial_is_told_to_optuna_at_the_worst_final_fd_so_far(tmp_path):
+    """The FD a diverged trial last reported was measured before it diverged: Optuna gets the worst
+    final FD of the trials completed before it instead (the report's censoring)."""
+    from orchestrator.search.searcher import make_searcher
+    from search_spaces.loader import load_space
+    from trainables import store
+
+    uri = "sqlite:///" + str(tmp_path / "mlflow.db")
+    s = study.load_study_settings({}, {"budget": 12, "curve_searches": 0})
+    parent = store.start_run(uri, "t", "study", {}, {})
+    alg, _, _ = make_searcher("random", 0, s.budget, load_space("lr-beta1-bn"), s, "study-s1-random-0", uri, parent)
+    for trial_id, fd, diverged in (("a", 50.0, False), ("b", 40.0, False), ("c", 10.0, True)):
+        alg.suggest(trial_id)
+        alg.on_trial_complete(trial_id, {"fd": fd, "diverged": diverged, "step": 12})
+    assert [t.values for t in alg._ot_study.trials] == [[50.0], [40.0], [50.0]]
+
+
 ARGS = ["search-study", "--preset", "search-study-smoke"]
 
 

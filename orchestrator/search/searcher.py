@@ -26,19 +26,23 @@ def make_searcher(sampler, seed, budget, space, s, study_name, store_uri, parent
     chosen = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.startup_trials) if sampler == "tpe"
               else optuna.samplers.RandomSampler(seed=seed))
     names = objective_names(s)
-    common = dict(space=to_optuna(space), sampler=chosen, study_name=study_name,
-                  points_to_evaluate=[paper_defaults(space)])
-    if len(names) == 1:
-        return OptunaSearch(metric=OBJECTIVE, mode="min", **common), None, budget
-    # Tune checks that every result holds every objective; the run's end-of-run metrics never are.
-    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-    return RunMetricsSearch(store_uri, parent, metric=names, mode=["min"] * len(names), **common), None, budget
+    if len(names) > 1:   # Tune checks that every result holds every objective; end-of-run metrics never are
+        os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    alg = StudySearch(store_uri, parent, space=to_optuna(space), metric=names if len(names) > 1 else OBJECTIVE,
+                      mode=["min"] * len(names) if len(names) > 1 else "min", sampler=chosen, study_name=study_name,
+                      points_to_evaluate=[paper_defaults(space)])
+    return alg, None, budget
 
 
-class RunMetricsSearch(OptunaSearch):
-    """OptunaSearch told, at a trial's end, its objectives other than ``fd`` from its MLflow run
-    (``store_uri``: the store itself, which outlives the driver's MLflow server and its port). A
-    trial without a finite value of each is told to Optuna as pruned."""
+class StudySearch(OptunaSearch):
+    """OptunaSearch told a trial's objectives at its end as the report reads them:
+
+    - a diverged trial's FD is the worst final FD of the trials completed so far (the report's
+      censoring, ``search_spaces/metrics.py``): the FD it last reported was measured before it
+      diverged, and would draw the sampler towards where training breaks down;
+    - objectives other than ``fd`` are read from its MLflow run (``store_uri``: the store itself, which
+      outlives the driver's MLflow server and its port); a trial without a finite value of each is
+      told to Optuna as pruned."""
 
     def __init__(self, store_uri, parent, **kwargs):
         super().__init__(**kwargs)
@@ -46,8 +50,14 @@ class RunMetricsSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id, result=None, error=False):
         if result is not None:
-            values = {**run_metrics(self._store_uri, self._parent, trial_id), OBJECTIVE: result.get(OBJECTIVE)}
-            finite = all(isinstance(values.get(m), (int, float)) and math.isfinite(values[m]) for m in self.metric)
+            values = {OBJECTIVE: result.get(OBJECTIVE)}
+            if result.get("diverged"):
+                done = [t.values[0] for t in self._ot_study.get_trials(deepcopy=False) if t.values]
+                values[OBJECTIVE] = max(done, default=values[OBJECTIVE])
+            names = self.metric if isinstance(self.metric, list) else [self.metric]
+            if len(names) > 1:
+                values = {**run_metrics(self._store_uri, self._parent, trial_id), **values}
+            finite = all(isinstance(values.get(m), (int, float)) and math.isfinite(values[m]) for m in names)
             result = {**result, **values} if finite else None
         super().on_trial_complete(trial_id, result, error)
 
