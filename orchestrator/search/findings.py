@@ -204,7 +204,11 @@ def analysis_sections(df, out, s):
     except Exception as err:  # noqa: BLE001 - a partial study's report must still be written; say why it is not
         return [f"## Analysis\n\nNot computed on these {len(rows)} trials: {type(err).__name__}: {err}"], None
     figures = ", ".join(f"[{p.name}](analysis/{p.name})" for k, p in result["paths"].items() if p.suffix == ".png")
-    return [result["summary"].replace("# ", "## Analysis: ", 1) + f"\n\nFigures: {figures}."], result
+    pooled = ("Measured on every finished or diverged stage-1 trial, all samplers and search seeds pooled (random "
+              "search's trials cover the space the surrogate needs); the budget curve on each search's first trials, "
+              "the same number for every search.")
+    return [result["summary"].replace("# ", "## Analysis: ", 1).replace("\n", f"\n\n{pooled}\n", 1)
+            + f"\n\nFigures: {figures}."], result
 
 
 def found_paragraph(df, s, results, curse, state, analysis=None):
