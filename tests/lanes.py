@@ -31,7 +31,7 @@ FILE_SECONDS = {
     "test_stability.py": 25, "test_security.py": 11, "test_sweep_sequential.py": 240,
     "test_fashion_training.py": 200,   # measured alone on a loaded machine (load 8-20), 2026-12-07
     "test_quiet_train.py": 358,   # measured alone on a loaded machine (load 3-7), 2026-12-07: 221 s + 136 s
-    "test_search_study.py": 285,   # measured alone on a loaded machine (load 7-11), 2026-12-07: 199 s and 285 s
+    "test_search_study.py": 300,   # measured alone on a loaded machine, 2026-12-07: 199 s (load 7), 285-397 s (load 10-19)
 }
 UNMEASURED_S = 5   # most files not in the table hold no slow test
 
