@@ -19,6 +19,8 @@ def add_subparser(subparsers):
                                                   "settings it was started with")
     p.add_argument("--report", metavar="ID", help="write study ID's report (done or part-way) and exit")
     p.add_argument("--out", default="", help="with --report: the report's folder (default: the study's report/)")
+    p.add_argument("--log-to-parent", action="store_true", help="with --report: also put it on the study's MLflow "
+                                                                "parent run (its artifacts and description)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved study and its cost, and exit")
     p.set_defaults(func=cmd_search_study)
 
@@ -108,6 +110,7 @@ def report_only(args):
 
         raise UserError(f"--report: study {args.report} has no MLflow parent run yet (it never started)")
     out = Path(args.out) if args.out else d / "report"
-    write_report(state["store_uri"], state["parent_run_id"], out, study.settings_from(state), state)
+    write_report(state["store_uri"], state["parent_run_id"], out, study.settings_from(state), state,
+                 log_to_parent=args.log_to_parent)
     print(f"[search-study] report of {args.report}: {out / 'report.md'}")
     return 0
