@@ -58,8 +58,6 @@ def render(args, noise, rows, chosen):
 
 
 def render_from(args, spreads):
-    from statsmodels.stats.power import TTestPower
-
     lines = [f"Power per claim from {args.runs_csv}: the SD over seeds of each claim's paired contrast (log final FD, "
              f"alt − paper within a seed); the alternative's FD x{args.ratio:g} the paper's; simulated through the "
              f"report's rules on space {args.space!r} ({args.studies} studies; Holm over the claims), beside one "
@@ -67,9 +65,41 @@ def render_from(args, spreads):
              "| claim | seeds there | contrast SD | power at those seeds (MC SE) | one t at 5 % | seeds for "
              f"{args.target:.0%} (one t) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for key, n, sd in spreads:
+        if not sd > 0:   # one seed, or a contrast without spread: nothing to plan from
+            lines.append(f"| {key} | {n} | {sd:.3f} | – | – | – |")
+            continue
         power, se = claim_power(args.space, n, args.ratio, sd, args.studies)
         effect = math.log(args.ratio) / sd
-        single = TTestPower().power(effect_size=effect, nobs=n, alpha=0.05)
-        need = TTestPower().solve_power(effect_size=effect, power=args.target, alpha=0.05)
-        lines.append(f"| {key} | {n} | {sd:.3f} | {power:.0%} ({se:.1%}) | {single:.0%} | {math.ceil(need)} |")
+        single = t_power(effect, n)
+        lines.append(f"| {key} | {n} | {sd:.3f} | {power:.0%} ({se:.1%}) | {single:.0%} | "
+                     f"{t_seeds_for(effect, args.target)} |")
     return "\n".join(lines)
+
+
+def t_power(effect, n, alpha=0.05):
+    """Power of one two-sided paired t at ``alpha`` with ``n`` seeds (statsmodels' TTestPower). For
+    very large effects statsmodels returns NaN (its lower tail, below 1e-20 there, is NaN in scipy's
+    noncentral t); the upper tail alone, from scipy, is then the power."""
+    from scipy import stats
+    from statsmodels.stats.power import TTestPower
+
+    power = TTestPower().power(effect_size=effect, nobs=n, alpha=alpha)
+    if math.isnan(power):
+        power = stats.nct.sf(stats.t.ppf(1 - alpha / 2, n - 1), n - 1, effect * math.sqrt(n))
+    return float(power)
+
+
+def t_seeds_for(effect, target, alpha=0.05, most=1000):
+    """Fewest seeds (at least 2, the fewest a t test takes) for one paired t at ``alpha`` to reach
+    ``target`` power, as text. statsmodels' solver gives the start, checked upward with ``t_power``:
+    for large effects the solver answers below 2 seeds or not at all (NaN, with a
+    ConvergenceWarning), and there the count goes up from 2."""
+    import warnings
+
+    from statsmodels.stats.power import TTestPower
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # the solver's ConvergenceWarning: handled below
+        need = TTestPower().solve_power(effect_size=effect, power=target, alpha=alpha)
+    start = max(2, math.floor(need)) if math.isfinite(need) else 2
+    return next((str(n) for n in range(start, most + 1) if t_power(effect, n, alpha) >= target), f"> {most}")

@@ -25,6 +25,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from orchestrator.config import load_sweep_settings
 from orchestrator.report import power as sim
@@ -159,3 +160,21 @@ def test_power_from_runs_csv_uses_each_claims_contrast_sd():
         effect = math.log(1.5) / sd
         lo, hi = (TTestPower().power(effect_size=effect, nobs=20, alpha=a) for a in (0.05 / 3, 0.05))
         assert lo - 2 * se - 0.02 <= power <= hi + 2 * se + 0.02, (sd, power, lo, hi)
+
+
+def test_power_from_a_pilot_with_a_tiny_spread(tmp_path):
+    """``power --from`` on the committed Fashion-MNIST pilot (2 seeds; contrast SDs near 0.05, so a
+    x1.5 effect is 8 SDs): a table, not a traceback. statsmodels' solver returns NaN where 2 seeds
+    already suffice; the table says 2 there, and the one-t column agrees with TTestPower."""
+    from statsmodels.stats.power import TTestPower
+
+    from orchestrator.power_cmd import t_power, t_seeds_for
+
+    pilot = Path(__file__).parents[1] / "docs" / "results" / "fashion" / "pilot" / "runs.csv"
+    r = run_cli("power", "--from", str(pilot), "--studies", "40", cwd=tmp_path)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "| lr | 2 |" in r.stdout, r.stdout
+    for effect in (19.0, 9.56, 0.5):   # solver NaN; solver below 2 and statsmodels' power NaN at 3; solver right
+        need = int(t_seeds_for(effect, 0.8))
+        assert t_power(effect, need) >= 0.8 and (need == 2 or t_power(effect, need - 1) < 0.8), effect
+    assert t_power(0.5, 34) == pytest.approx(TTestPower().power(effect_size=0.5, nobs=34, alpha=0.05))
